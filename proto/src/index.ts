@@ -1,0 +1,2 @@
+export * from './tunnelProtocol.js';
+export * from './protoFiles.js';

@@ -1,0 +1,108 @@
+// Constants of the tunnel stream protocol spoken on both hops (CLI -> gateway, gateway -> agent).
+// TUNNEL.md beside this package is the prose version; keep the two in step.
+
+export const TUNNEL_PATH = '/v1/tunnel';
+export const AGENT_CONNECT_PATH = '/v1/agent/connect';
+export const AGENT_STREAM_PATH = '/v1/streams';
+export const AGENT_UPGRADE_PROTOCOL = 'slipway-agent/1';
+
+export const Platforms = ['linux/amd64', 'linux/arm64'] as const;
+export type Platform = (typeof Platforms)[number];
+export function isPlatform(value: string): value is Platform {
+  return (Platforms as readonly string[]).includes(value);
+}
+
+export const Header = {
+  platform: 'slipway-platform',
+  project: 'slipway-project',
+  streamId: 'slipway-stream-id',
+  agentId: 'slipway-agent-id',
+  agentPlatform: 'slipway-agent-platform',
+  agentVersion: 'slipway-agent-version',
+  // Trailers (or, before any data, response headers) that explain why a stream failed.
+  errorCode: 'slipway-error',
+  errorMessage: 'slipway-error-message',
+} as const;
+
+// Codes that cross the wire in `slipway-error` and in WebSocket close reasons. Each package maps
+// its own error codes onto these at its edge.
+export const WireErrorCodes = [
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'BAD_REQUEST',
+  'HEADERS_TOO_LARGE',
+  'UNKNOWN_PLATFORM',
+  'NO_AGENT',
+  'NO_CAPACITY',
+  'AGENT_LOST',
+  'UPSTREAM_UNAVAILABLE',
+  'UPSTREAM_FAILED',
+  'DRAINING',
+  'INTERNAL',
+] as const;
+export type WireErrorCode = (typeof WireErrorCodes)[number];
+export function isWireErrorCode(value: string): value is WireErrorCode {
+  return (WireErrorCodes as readonly string[]).includes(value);
+}
+
+export const WireErrorHttpStatus: Record<WireErrorCode, number> = {
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  BAD_REQUEST: 400,
+  HEADERS_TOO_LARGE: 431,
+  UNKNOWN_PLATFORM: 400,
+  NO_AGENT: 503,
+  NO_CAPACITY: 503,
+  AGENT_LOST: 502,
+  UPSTREAM_UNAVAILABLE: 502,
+  UPSTREAM_FAILED: 502,
+  DRAINING: 503,
+  INTERNAL: 500,
+};
+
+// WebSocket close codes in the private range 4000-4999, one per wire code; 1000 is a clean end.
+export const WsCloseCode: Record<WireErrorCode, number> = {
+  UNAUTHENTICATED: 4401,
+  FORBIDDEN: 4403,
+  BAD_REQUEST: 4400,
+  HEADERS_TOO_LARGE: 4431,
+  UNKNOWN_PLATFORM: 4404,
+  NO_AGENT: 4503,
+  NO_CAPACITY: 4504,
+  AGENT_LOST: 4502,
+  UPSTREAM_UNAVAILABLE: 4505,
+  UPSTREAM_FAILED: 4506,
+  DRAINING: 4507,
+  INTERNAL: 4500,
+};
+export function wireCodeForWsClose(code: number): WireErrorCode | undefined {
+  for (const [wire, ws] of Object.entries(WsCloseCode)) if (ws === code) return wire as WireErrorCode;
+  return undefined;
+}
+
+// Over WebSocket, a binary message carries bytes and an empty binary message is end-of-stream in
+// the sender's direction (WebSocket has no half-close of its own).
+export const WS_EOF = Buffer.alloc(0);
+
+// Flow control. Node's HTTP/2 default is a 64 KiB window per stream and per session, which caps a
+// stream at 64 KiB per round trip: 6 MB/s at 10 ms. These let one stream fill a 100 ms, 1 Gbit/s
+// path and let hundreds of concurrent streams share a session without starving each other.
+export const FlowControl = {
+  streamWindowBytes: 16 * 1024 * 1024,
+  sessionWindowBytes: 256 * 1024 * 1024,
+  maxFrameSizeBytes: 64 * 1024,
+  maxConcurrentStreams: 4096,
+  // nghttp2 accounts memory for buffered frames per session; the windows above need headroom.
+  maxSessionMemoryMiB: 512,
+  maxHeaderListBytes: 16 * 1024,
+} as const;
+
+export function http2Settings(): { initialWindowSize: number; maxFrameSize: number; maxConcurrentStreams: number; maxHeaderListSize: number; enablePush: boolean } {
+  return {
+    initialWindowSize: FlowControl.streamWindowBytes,
+    maxFrameSize: FlowControl.maxFrameSizeBytes,
+    maxConcurrentStreams: FlowControl.maxConcurrentStreams,
+    maxHeaderListSize: FlowControl.maxHeaderListBytes,
+    enablePush: false,
+  };
+}
