@@ -39,3 +39,5 @@ export {
   type Buildx,
   type BuildxRunOptions,
 } from './buildx.js';
+export * from './dockerd.js';
+export * from './buildkitClient.js';
