@@ -1,0 +1,37 @@
+// The shape of Slipway's bearer tokens, shared by the issuer (dev launcher, tests) and the verifier.
+// Both kinds are ES256 JWTs; the audience alone says which kind a token is, so a token for one
+// purpose can never be replayed for the other.
+
+export const TOKEN_ALGORITHM = 'ES256';
+
+/** Audience of tokens held by people and CI jobs driving builds through the CLI. */
+export const CLIENT_AUDIENCE = 'slipway';
+/** Audience of join tokens that build agents present when they register with the gateway. */
+export const AGENT_AUDIENCE = 'slipway-agent';
+
+/** Scope a client token needs to open build tunnels. */
+export const BUILD_SCOPE = 'build';
+
+export const PROJECT_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+// Agent ids and fleet names travel in headers and logs: printable ASCII without spaces keeps them
+// safe there while allowing hostnames, UUIDs and `name:index` forms.
+export const AGENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+export const FLEET_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+/** Anything longer is refused before parsing: no legitimate Slipway token comes close. */
+export const MAX_TOKEN_BYTES = 8192;
+
+/** Payload of a client token (besides iss, aud, iat, nbf, exp, jti). */
+export interface ClientTokenClaims {
+  sub: string;
+  project: string;
+  /** Space-separated (OAuth style) when issued by Slipway; an array is accepted too. */
+  scope: string | string[];
+}
+
+/** Payload of an agent join token (besides iss, aud, iat, nbf, exp, jti). */
+export interface AgentTokenClaims {
+  /** The agent id. */
+  sub: string;
+  fleet: string;
+}

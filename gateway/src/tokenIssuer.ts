@@ -1,0 +1,132 @@
+import { createPrivateKey, generateKeyPairSync, randomUUID, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { SignJWT, type JWK } from 'jose';
+import { GatewayError } from './gatewayError.js';
+import {
+  AGENT_AUDIENCE,
+  AGENT_ID_PATTERN,
+  CLIENT_AUDIENCE,
+  FLEET_PATTERN,
+  PROJECT_PATTERN,
+  TOKEN_ALGORITHM,
+} from './tokenClaims.js';
+
+export interface TokenIssuerOptions {
+  /** Written to `iss`; must equal the verifier's issuer. */
+  issuer: string;
+  /** ES256 private key (EC P-256, with `d`) carrying a kid. */
+  privateJwk: JWK;
+}
+
+export interface ClientTokenRequest {
+  project: string;
+  subject: string;
+  scopes: readonly string[];
+  ttlSec: number;
+  /** Issue as if at this time (tests use it for expired and not-yet-valid tokens). Default now. */
+  issuedAt?: Date;
+}
+
+export interface AgentTokenRequest {
+  agentId: string;
+  fleet: string;
+  ttlSec: number;
+  issuedAt?: Date;
+}
+
+export interface SigningKeyPair {
+  privateJwk: JWK;
+  publicJwk: JWK;
+}
+
+/**
+ * Mints Slipway tokens. Production deployments may mint them elsewhere (any ES256 signer that
+ * writes the same claims works); this class serves the dev launcher and tests, and refuses to
+ * produce a token the verifier would reject for its shape.
+ */
+export class TokenIssuer {
+  readonly #issuer: string;
+  readonly #kid: string;
+  readonly #key: KeyObject;
+
+  constructor(options: TokenIssuerOptions) {
+    const { issuer, privateJwk } = options;
+    if (typeof issuer !== 'string' || issuer === '') {
+      throw new GatewayError('CONFIG_INVALID', 'token issuer must be a non-empty string');
+    }
+    if (typeof privateJwk?.kid !== 'string' || privateJwk.kid === '') {
+      throw new GatewayError('CONFIG_INVALID', 'token signing key has no kid');
+    }
+    if (privateJwk.kty !== 'EC' || privateJwk.crv !== 'P-256' || typeof privateJwk.d !== 'string') {
+      throw new GatewayError(
+        'CONFIG_INVALID',
+        `token signing key '${privateJwk.kid}' is kty ${privateJwk.kty} crv ${privateJwk.crv}` +
+          `${typeof privateJwk.d === 'string' ? '' : ' without d'}, expected a private EC P-256 key for ES256`,
+      );
+    }
+    this.#issuer = issuer;
+    this.#kid = privateJwk.kid;
+    this.#key = createPrivateKey({ key: privateJwk as JsonWebKey, format: 'jwk' });
+  }
+
+  get kid(): string {
+    return this.#kid;
+  }
+
+  async issueClientToken(request: ClientTokenRequest): Promise<string> {
+    const { project, subject, scopes, ttlSec, issuedAt } = request;
+    if (!PROJECT_PATTERN.test(project)) {
+      throw new GatewayError('BAD_REQUEST', `project '${project}' does not match ${PROJECT_PATTERN.source}`);
+    }
+    if (subject === '') throw new GatewayError('BAD_REQUEST', 'token subject must be non-empty');
+    const bad = scopes.filter((s) => s === '' || /\s/.test(s));
+    if (bad.length > 0) {
+      throw new GatewayError('BAD_REQUEST', `scopes must be non-empty words without spaces, got '${bad.join("', '")}'`);
+    }
+    return this.#sign({ project, scope: scopes.join(' ') }, CLIENT_AUDIENCE, subject, ttlSec, issuedAt);
+  }
+
+  async issueAgentToken(request: AgentTokenRequest): Promise<string> {
+    const { agentId, fleet, ttlSec, issuedAt } = request;
+    if (!AGENT_ID_PATTERN.test(agentId)) {
+      throw new GatewayError('BAD_REQUEST', `agent id '${agentId}' does not match ${AGENT_ID_PATTERN.source}`);
+    }
+    if (!FLEET_PATTERN.test(fleet)) {
+      throw new GatewayError('BAD_REQUEST', `fleet '${fleet}' does not match ${FLEET_PATTERN.source}`);
+    }
+    return this.#sign({ fleet }, AGENT_AUDIENCE, agentId, ttlSec, issuedAt);
+  }
+
+  async #sign(
+    claims: Record<string, unknown>,
+    audience: string,
+    subject: string,
+    ttlSec: number,
+    issuedAt: Date | undefined,
+  ): Promise<string> {
+    if (!Number.isInteger(ttlSec) || ttlSec <= 0) {
+      throw new GatewayError('BAD_REQUEST', `ttlSec must be a positive integer, got ${ttlSec}`);
+    }
+    const iat = Math.floor((issuedAt ?? new Date()).getTime() / 1000);
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: TOKEN_ALGORITHM, kid: this.#kid })
+      .setIssuer(this.#issuer)
+      .setAudience(audience)
+      .setSubject(subject)
+      .setIssuedAt(iat)
+      .setNotBefore(iat)
+      .setExpirationTime(iat + ttlSec)
+      .setJti(randomUUID())
+      .sign(this.#key);
+  }
+}
+
+/** Creates a fresh ES256 signing key: the private JWK for the issuer, the public one for verifiers. */
+export function generateSigningKey(kid: string): SigningKeyPair {
+  if (typeof kid !== 'string' || kid === '') throw new GatewayError('BAD_REQUEST', 'kid must be a non-empty string');
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const meta = { kid, alg: TOKEN_ALGORITHM, use: 'sig' };
+  return {
+    privateJwk: { ...(privateKey.export({ format: 'jwk' }) as JWK), ...meta },
+    publicJwk: { ...(publicKey.export({ format: 'jwk' }) as JWK), ...meta },
+  };
+}
