@@ -148,8 +148,8 @@ function connect(endpoint: UpstreamEndpoint, address: string, kind: UpstreamKind
   return new Promise<net.Socket>((resolve, reject) => {
     const socket =
       endpoint.transport === 'unix'
-        ? net.connect({ path: endpoint.path })
-        : net.connect({ host: endpoint.host, port: endpoint.port, noDelay: true });
+        ? net.connect({ path: endpoint.path, allowHalfOpen: true })
+        : net.connect({ host: endpoint.host, port: endpoint.port, noDelay: true, allowHalfOpen: true });
     socket.on('error', ignoreUntilAdopted);
 
     const settle = (err: unknown): void => {

@@ -41,3 +41,5 @@ export {
 } from './buildx.js';
 export * from './dockerd.js';
 export * from './buildkitClient.js';
+export * from './slipwayStack.js';
+export * from './echoServer.js';

@@ -1,0 +1,126 @@
+import os from 'node:os';
+import fs from 'node:fs';
+import { mergeFlags, readInt, readEnum, LogLevels, isPlatform, Platforms, type Env, type LogLevel, type Platform } from '@slipway/proto';
+import { AgentError, toAgentError } from './agentError.js';
+import { parseUpstream, type Upstream } from './upstream.js';
+
+export interface AgentConfig {
+  gatewayUrl: URL;
+  token: string;
+  agentId: string;
+  platform: Platform;
+  upstream: Upstream;
+  maxStreams: number;
+  caCertPath: string | undefined;
+  labels: Record<string, string>;
+  connectTimeoutMs: number;
+  heartbeatTimeoutMs: number;
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+  drainGraceMs: number;
+  logLevel: LogLevel;
+}
+
+const FLAGS: Record<string, string> = {
+  '--gateway': 'SLIPWAY_GATEWAY',
+  '--token': 'SLIPWAY_AGENT_TOKEN',
+  '--token-file': 'SLIPWAY_AGENT_TOKEN_FILE',
+  '--agent-id': 'SLIPWAY_AGENT_ID',
+  '--platform': 'SLIPWAY_PLATFORM',
+  '--upstream': 'SLIPWAY_UPSTREAM',
+  '--max-streams': 'SLIPWAY_MAX_STREAMS',
+  '--ca-cert': 'SLIPWAY_CA_CERT',
+  '--label': 'SLIPWAY_AGENT_LABELS_LIST',
+  '--connect-timeout-ms': 'SLIPWAY_CONNECT_TIMEOUT_MS',
+  '--heartbeat-timeout-ms': 'SLIPWAY_HEARTBEAT_TIMEOUT_MS',
+  '--reconnect-base-ms': 'SLIPWAY_RECONNECT_BASE_MS',
+  '--reconnect-max-ms': 'SLIPWAY_RECONNECT_MAX_MS',
+  '--drain-grace-ms': 'SLIPWAY_DRAIN_GRACE_MS',
+  '--log-level': 'SLIPWAY_LOG_LEVEL',
+};
+
+export const AGENT_FLAGS: Readonly<Record<string, string>> = FLAGS;
+
+export function hostPlatform(arch: string = process.arch): Platform | undefined {
+  if (arch === 'x64') return 'linux/amd64';
+  if (arch === 'arm64') return 'linux/arm64';
+  return undefined;
+}
+
+export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig {
+  const problems: string[] = [];
+  const e = mergeFlags(env, argv, FLAGS, problems);
+
+  let gatewayUrl = new URL('https://invalid.invalid');
+  const rawGateway = e['SLIPWAY_GATEWAY'];
+  if (!rawGateway) problems.push('SLIPWAY_GATEWAY is required (e.g. https://gateway.example.com)');
+  else {
+    try {
+      gatewayUrl = new URL(rawGateway);
+      if (gatewayUrl.protocol !== 'https:') problems.push(`SLIPWAY_GATEWAY must be an https:// URL; got '${rawGateway}'`);
+    } catch {
+      problems.push(`SLIPWAY_GATEWAY must be a URL like https://gateway.example.com; got '${rawGateway}'`);
+    }
+  }
+
+  let token = e['SLIPWAY_AGENT_TOKEN'] ?? '';
+  const tokenFile = e['SLIPWAY_AGENT_TOKEN_FILE'];
+  if (token && tokenFile) problems.push('give SLIPWAY_AGENT_TOKEN or SLIPWAY_AGENT_TOKEN_FILE, not both');
+  else if (tokenFile) {
+    try {
+      token = fs.readFileSync(tokenFile, 'utf8').trim();
+    } catch (err) {
+      problems.push(`SLIPWAY_AGENT_TOKEN_FILE '${tokenFile}' cannot be read: ${(err as Error).message}`);
+    }
+  } else if (!token) problems.push('SLIPWAY_AGENT_TOKEN or SLIPWAY_AGENT_TOKEN_FILE is required (the fleet join token)');
+
+  const platformRaw = e['SLIPWAY_PLATFORM'] ?? hostPlatform();
+  let platform: Platform = 'linux/amd64';
+  if (platformRaw === undefined) problems.push(`SLIPWAY_PLATFORM is required on ${process.arch}; expected one of ${Platforms.join(', ')}`);
+  else if (!isPlatform(platformRaw)) problems.push(`SLIPWAY_PLATFORM must be one of ${Platforms.join(', ')}; got '${platformRaw}'`);
+  else platform = platformRaw;
+
+  const connectTimeoutMs = readInt(e, 'SLIPWAY_CONNECT_TIMEOUT_MS', 10_000, 100, 600_000, problems);
+  let upstream: Upstream | undefined;
+  const upstreamRaw = e['SLIPWAY_UPSTREAM'];
+  if (!upstreamRaw) problems.push('SLIPWAY_UPSTREAM is required (e.g. buildkitd:unix:///run/buildkit/buildkitd.sock or dockerd:unix:///var/run/docker.sock)');
+  else {
+    try {
+      upstream = parseUpstream(upstreamRaw, { connectTimeoutMs });
+    } catch (err) {
+      problems.push(toAgentError(err).message);
+    }
+  }
+
+  const labels: Record<string, string> = {};
+  for (const pair of (e['SLIPWAY_AGENT_LABELS_LIST'] ?? e['SLIPWAY_AGENT_LABELS'] ?? '').split(',').filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) problems.push(`agent label '${pair}' must be KEY=VALUE`);
+    else labels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+
+  const caCertPath = e['SLIPWAY_CA_CERT'] || undefined;
+  if (caCertPath && !fs.existsSync(caCertPath)) problems.push(`SLIPWAY_CA_CERT '${caCertPath}' does not exist`);
+  const reconnectBaseMs = readInt(e, 'SLIPWAY_RECONNECT_BASE_MS', 500, 1, 600_000, problems);
+  const reconnectMaxMs = readInt(e, 'SLIPWAY_RECONNECT_MAX_MS', 30_000, 1, 3_600_000, problems);
+  if (reconnectMaxMs < reconnectBaseMs) problems.push(`SLIPWAY_RECONNECT_MAX_MS (${reconnectMaxMs}) must be at least SLIPWAY_RECONNECT_BASE_MS (${reconnectBaseMs})`);
+
+  const config: AgentConfig = {
+    gatewayUrl,
+    token,
+    agentId: e['SLIPWAY_AGENT_ID'] || os.hostname(),
+    platform,
+    upstream: upstream!,
+    maxStreams: readInt(e, 'SLIPWAY_MAX_STREAMS', 1024, 1, 100_000, problems),
+    caCertPath,
+    labels,
+    connectTimeoutMs,
+    heartbeatTimeoutMs: readInt(e, 'SLIPWAY_HEARTBEAT_TIMEOUT_MS', 15_000, 100, 3_600_000, problems),
+    reconnectBaseMs,
+    reconnectMaxMs,
+    drainGraceMs: readInt(e, 'SLIPWAY_DRAIN_GRACE_MS', 60_000, 0, 24 * 3_600_000, problems),
+    logLevel: readEnum(e, 'SLIPWAY_LOG_LEVEL', LogLevels, 'info', problems),
+  };
+  if (problems.length > 0) throw new AgentError('CONFIG_INVALID', `invalid agent configuration:\n  - ${problems.join('\n  - ')}`);
+  return config;
+}

@@ -1,0 +1,39 @@
+import { createLogger } from '@slipway/proto';
+import { loadConfig, AGENT_FLAGS } from './config.js';
+import { Agent } from './agent.js';
+import { toAgentError } from './agentError.js';
+
+const argv = process.argv.slice(2);
+if (argv.includes('--help') || argv.includes('-h')) {
+  process.stdout.write(
+    `Usage: slipway-agent [flags]\nDials the gateway and connects its tunnel streams to BuildKit.\n` +
+      `Every flag can also be given as the environment variable shown.\n` +
+      `${Object.entries(AGENT_FLAGS).map(([f, v]) => `  ${f.padEnd(24)} ${v}`).join('\n')}\n`,
+  );
+  process.exit(0);
+}
+let config;
+try {
+  config = loadConfig(process.env, argv);
+} catch (err) {
+  process.stderr.write(`slipway-agent: ${toAgentError(err).message}\n`);
+  process.exit(2);
+}
+const log = createLogger('agent', config.logLevel);
+const agent = new Agent(config, log);
+agent.start();
+let stopping = false;
+const shutdown = (signal: string): void => {
+  if (stopping) {
+    log.warn('second signal: exiting now', { signal });
+    process.exit(1);
+  }
+  stopping = true;
+  log.info('draining', { signal, graceMs: config.drainGraceMs });
+  agent.drain().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+};
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));

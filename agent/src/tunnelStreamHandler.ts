@@ -1,0 +1,119 @@
+import http2, { type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type net from 'node:net';
+import { Header, WireErrorHttpStatus, pump, type Logger } from '@slipway/proto';
+import { AgentError, toAgentError, wireCodeOf } from './agentError.js';
+import type { Upstream } from './upstream.js';
+
+function errorHeaders(error: AgentError): Record<string, string> {
+  return {
+    [Header.errorCode]: wireCodeOf(error.code),
+    [Header.errorMessage]: error.message.replace(/[^\x20-\x7e]/g, ' ').slice(0, 1024),
+  };
+}
+
+// Connects each tunnel stream the gateway opens to a fresh upstream connection and carries bytes
+// both ways, each direction half-closing on its own. The stream is answered only once the
+// upstream is connected, so a refused upstream is a clean error status, not a reset.
+export class TunnelStreamHandler {
+  private active = 0;
+  private draining = false;
+  private readonly streams = new Set<ServerHttp2Stream>();
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly maxStreams: number,
+    private readonly log: Logger,
+  ) {}
+
+  get activeStreams(): number {
+    return this.active;
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  handle(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on('error', () => {});
+    const streamId = String(headers[Header.streamId] ?? '');
+    if (this.draining) return this.refuse(stream, new AgentError('DRAINING', 'agent is draining and takes no new streams'));
+    if (this.active >= this.maxStreams) {
+      return this.refuse(stream, new AgentError('UPSTREAM_UNAVAILABLE', `agent is at its limit of ${this.maxStreams} streams`));
+    }
+    this.active++;
+    this.streams.add(stream);
+    stream.once('close', () => {
+      this.active--;
+      this.streams.delete(stream);
+      if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
+    });
+    const abort = new AbortController();
+    stream.once('close', () => abort.abort(new AgentError('UPSTREAM_FAILED', 'gateway closed the stream')));
+    this.upstream.dial(abort.signal).then(
+      (socket) => this.splice(stream, socket, streamId),
+      (err: unknown) => this.refuse(stream, toAgentError(err)),
+    );
+  }
+
+  private refuse(stream: ServerHttp2Stream, error: AgentError): void {
+    if (stream.destroyed || stream.closed || stream.headersSent) return;
+    this.log.info('stream refused', { code: error.code, reason: error.message });
+    stream.respond({ ':status': WireErrorHttpStatus[wireCodeOf(error.code)], ...errorHeaders(error) }, { endStream: true });
+    stream.resume();
+  }
+
+  private splice(stream: ServerHttp2Stream, socket: net.Socket, streamId: string): void {
+    socket.removeAllListeners('error');
+    if (stream.destroyed || stream.closed) {
+      socket.destroy();
+      return;
+    }
+    let trailers: Record<string, string> = {};
+    let upDone = false;
+    let downDone = false;
+    const finishIfDone = (): void => {
+      if (upDone && downDone) socket.destroy();
+    };
+    socket.on('error', (err) => {
+      if (downDone) return;
+      downDone = true;
+      trailers = errorHeaders(new AgentError('UPSTREAM_FAILED', `upstream ${this.upstream.address} failed: ${err.message}`));
+      this.log.info('upstream failed', { streamId, reason: err.message });
+      if (!stream.writableEnded) stream.end();
+      else if (!stream.closed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
+    socket.setNoDelay(true);
+    stream.respond({ ':status': 200 }, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers(trailers));
+    pump(stream, socket, () => {
+      upDone = true;
+      socket.end();
+      finishIfDone();
+    });
+    pump(socket, stream, () => {
+      downDone = true;
+      stream.end();
+      finishIfDone();
+    });
+    // The gateway cancelling (its client left, or the link died) ends the upstream connection.
+    stream.once('close', () => socket.destroy());
+  }
+
+  // Takes no new streams; resolves once the active ones are done or the grace period runs out,
+  // then cuts what is left.
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    if (this.active > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const stream of this.streams) stream.close(http2.constants.NGHTTP2_CANCEL);
+  }
+}

@@ -1,0 +1,115 @@
+import { createLogger, type Platform } from '@slipway/proto';
+import { Gateway, TokenIssuer, TokenVerifier, makeTestPki, parseBearer, type TestPki } from '@slipway/gateway';
+import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
+import { once } from 'node:events';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
+export interface StackAgentSpec {
+  agentId: string;
+  platform: Platform;
+  upstream: string;
+  maxStreams?: number;
+  heartbeatTimeoutMs?: number;
+}
+
+export interface SlipwayStack {
+  pki: TestPki;
+  issuer: TokenIssuer;
+  gateway: Gateway;
+  gatewayUrl: string;
+  port: number;
+  caPath: string;
+  agents: Map<string, Agent>;
+  clientToken(project?: string, opts?: { scopes?: string[]; ttlSec?: number }): Promise<string>;
+  agentToken(agentId: string): Promise<string>;
+  startAgent(spec: StackAgentSpec): Promise<Agent>;
+  restartGateway(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const quiet = process.env['SLIPWAY_TEST_VERBOSE'] === '1' ? 'debug' : 'silent';
+
+// A gateway and agents in this process, on real TLS sockets on port 0, with a fresh test PKI.
+export async function startStack(options: { heartbeatIntervalMs?: number; heartbeatTimeoutMs?: number; port?: number } = {}): Promise<SlipwayStack> {
+  const pki = await makeTestPki();
+  const issuer = new TokenIssuer({ issuer: 'slipway-test', privateJwk: pki.signingKey.privateJwk });
+  const verifier = new TokenVerifier({ issuer: 'slipway-test', keys: [pki.signingKey.publicJwk] });
+  const makeGateway = (port: number): Gateway =>
+    new Gateway({
+      gatewayId: 'gw-test',
+      host: '127.0.0.1',
+      port,
+      tls: { key: pki.serverKeyPem, cert: pki.serverCertPem },
+      auth: verifier,
+      parseBearer,
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 500,
+      heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 3_000,
+      agentDescribeTimeoutMs: 5_000,
+      maxHeaderBytes: 16 * 1024,
+      log: createLogger('gateway', quiet),
+    });
+  let gateway = makeGateway(options.port ?? 0);
+  const address = await gateway.listen();
+  const port = address.port;
+  const caPath = path.join(pki.dir, 'ca.pem');
+  await fs.writeFile(caPath, pki.caCertPem);
+  const agents = new Map<string, Agent>();
+  const stack: SlipwayStack = {
+    pki,
+    issuer,
+    gateway,
+    gatewayUrl: `https://127.0.0.1:${port}`,
+    port,
+    caPath,
+    agents,
+    clientToken: (project = 'demo', opts = {}) =>
+      issuer.issueClientToken({ project, subject: 'tester', scopes: opts.scopes ?? ['build'], ttlSec: opts.ttlSec ?? 3600 }),
+    agentToken: (agentId) => issuer.issueAgentToken({ agentId, fleet: 'test', ttlSec: 3600 }),
+    async startAgent(spec) {
+      const config = loadAgentConfig(
+        {
+          SLIPWAY_GATEWAY: stack.gatewayUrl,
+          SLIPWAY_AGENT_TOKEN: await stack.agentToken(spec.agentId),
+          SLIPWAY_AGENT_ID: spec.agentId,
+          SLIPWAY_PLATFORM: spec.platform,
+          SLIPWAY_UPSTREAM: spec.upstream,
+          SLIPWAY_CA_CERT: caPath,
+          SLIPWAY_MAX_STREAMS: String(spec.maxStreams ?? 1024),
+          SLIPWAY_HEARTBEAT_TIMEOUT_MS: String(spec.heartbeatTimeoutMs ?? 3_000),
+          SLIPWAY_RECONNECT_BASE_MS: '50',
+          SLIPWAY_RECONNECT_MAX_MS: '500',
+          SLIPWAY_DRAIN_GRACE_MS: '2000',
+        },
+        [],
+      );
+      const agent = new Agent(config, createLogger(`agent-${spec.agentId}`, quiet));
+      agents.set(spec.agentId, agent);
+      const connected = once(agent, 'connected');
+      agent.start();
+      await connected;
+      await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === spec.agentId && l.description !== undefined), 10_000, `agent ${spec.agentId} registered`);
+      return agent;
+    },
+    async restartGateway() {
+      await stack.gateway.close(0);
+      gateway = makeGateway(port);
+      stack.gateway = gateway;
+      await gateway.listen();
+    },
+    async close() {
+      await Promise.all([...agents.values()].map((a) => a.close()));
+      await stack.gateway.close(0);
+      await pki.cleanup();
+    },
+  };
+  return stack;
+}
+
+export async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

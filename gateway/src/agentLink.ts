@@ -1,0 +1,148 @@
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import {
+  AGENT_STREAM_PATH,
+  FlowControl,
+  Header,
+  agentControlMethods,
+  http2Settings,
+  isPlatform,
+  type AgentDescription,
+  type Platform,
+  type Pong,
+} from '@slipway/proto';
+import { GatewayError } from './gatewayError.js';
+import { bidiCall, unaryCall, type BidiCall } from './grpcCall.js';
+import type { Logger } from '@slipway/proto';
+
+export interface AgentLinkOptions {
+  gatewayId: string;
+  agentId: string;
+  fleet: string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  describeTimeoutMs: number;
+  log: Logger;
+}
+
+export interface StreamRequest {
+  streamId: string;
+  project: string;
+  platform: Platform;
+}
+
+// The gateway's side of one agent connection: after the upgrade the agent serves HTTP/2 and the
+// gateway is its client, so opening a stream toward the agent costs no round trip of its own.
+export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
+  readonly agentId: string;
+  readonly fleet: string;
+  platform: Platform = 'linux/amd64';
+  maxStreams = 0;
+  description: AgentDescription | undefined;
+  activeStreams = 0;
+  draining = false;
+  private readonly session: ClientHttp2Session;
+  private heartbeat: BidiCall<{ seq: number; sentUnixMs: number }> | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private lastPongAtMs = Date.now();
+  private seq = 0;
+  private closedWith: GatewayError | undefined;
+
+  constructor(socket: Duplex, private readonly options: AgentLinkOptions) {
+    super();
+    this.agentId = options.agentId;
+    this.fleet = options.fleet;
+    this.session = http2.connect(`http://agent.${encodeURIComponent(options.agentId)}.invalid`, {
+      createConnection: () => socket,
+      settings: http2Settings(),
+      maxSessionMemory: FlowControl.maxSessionMemoryMiB,
+      maxHeaderListPairs: 256,
+    });
+    this.session.on('error', (err) => this.close(new GatewayError('AGENT_LOST', `link to agent ${this.agentId} failed: ${err.message}`, { cause: err })));
+    this.session.on('close', () => this.close(new GatewayError('AGENT_LOST', `agent ${this.agentId} disconnected`)));
+    this.session.on('goaway', () => {
+      // A GOAWAY from the agent is how it says it is shutting down: take nothing new.
+      this.draining = true;
+    });
+    this.session.on('connect', () => this.session.setLocalWindowSize(FlowControl.sessionWindowBytes));
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  // Asks the agent what it is, checks it against what its token and headers claimed, and starts
+  // the heartbeat. The link takes streams only after this resolves.
+  async start(claimedPlatform: Platform): Promise<void> {
+    const methods = agentControlMethods();
+    const description = await unaryCall(this.session, methods.describe, { gatewayId: this.options.gatewayId }, this.options.describeTimeoutMs);
+    if (!isPlatform(description.platform)) {
+      throw new GatewayError('UNKNOWN_PLATFORM', `agent ${this.agentId} describes platform '${description.platform}'; expected linux/amd64 or linux/arm64`);
+    }
+    if (description.platform !== claimedPlatform) {
+      throw new GatewayError('AGENT_PROTOCOL', `agent ${this.agentId} connected as ${claimedPlatform} but describes itself as ${description.platform}`);
+    }
+    if (description.agentId !== this.agentId) {
+      throw new GatewayError('FORBIDDEN', `agent token is for '${this.agentId}' but the agent describes itself as '${description.agentId}'`);
+    }
+    this.description = description;
+    this.platform = description.platform;
+    this.maxStreams = description.maxStreams;
+    this.startHeartbeat();
+  }
+
+  private startHeartbeat(): void {
+    this.lastPongAtMs = Date.now();
+    this.heartbeat = bidiCall(this.session, agentControlMethods().heartbeat, {
+      onMessage: (pong: Pong) => {
+        this.lastPongAtMs = Date.now();
+        this.draining = pong.draining;
+      },
+      onEnd: (err) => {
+        if (!this.closed) this.close(err ?? new GatewayError('AGENT_LOST', `agent ${this.agentId} ended its heartbeat`));
+      },
+    });
+    const tick = (): void => {
+      const silentMs = Date.now() - this.lastPongAtMs;
+      if (silentMs > this.options.heartbeatTimeoutMs) {
+        this.close(new GatewayError('AGENT_LOST', `agent ${this.agentId} sent no heartbeat for ${silentMs} ms (limit ${this.options.heartbeatTimeoutMs} ms)`));
+        return;
+      }
+      this.heartbeat?.send({ seq: ++this.seq, sentUnixMs: Date.now() });
+    };
+    tick();
+    this.heartbeatTimer = setInterval(tick, this.options.heartbeatIntervalMs);
+  }
+
+  hasCapacity(): boolean {
+    return !this.closed && !this.draining && this.description !== undefined && this.activeStreams < this.maxStreams;
+  }
+
+  openStream(request: StreamRequest): ClientHttp2Stream {
+    if (this.closed) throw new GatewayError('AGENT_LOST', `agent ${this.agentId} is gone`);
+    const stream = this.session.request({
+      ':method': 'POST',
+      ':path': AGENT_STREAM_PATH,
+      [Header.streamId]: request.streamId,
+      [Header.project]: request.project,
+      [Header.platform]: request.platform,
+    });
+    this.activeStreams++;
+    stream.once('close', () => {
+      this.activeStreams--;
+    });
+    return stream;
+  }
+
+  close(reason: GatewayError): void {
+    if (this.closedWith) return;
+    this.closedWith = reason;
+    clearInterval(this.heartbeatTimer);
+    this.heartbeat?.cancel();
+    this.options.log.info('agent link closed', { agentId: this.agentId, reason: reason.message });
+    this.emit('closed', reason);
+    // Streams still open learn of it through their own error events; destroy() reaches them all.
+    this.session.destroy();
+  }
+}

@@ -1,0 +1,265 @@
+import http2, { type Http2SecureServer, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import {
+  AGENT_CONNECT_PATH,
+  AGENT_UPGRADE_PROTOCOL,
+  FlowControl,
+  Header,
+  TUNNEL_PATH,
+  WireErrorHttpStatus,
+  http2Settings,
+  isPlatform,
+  type Logger,
+} from '@slipway/proto';
+import type { FastifyInstance } from 'fastify';
+import { GatewayError, toGatewayError, wireCodeOf } from './gatewayError.js';
+import type { Authenticator } from './authenticator.js';
+import { AgentLink } from './agentLink.js';
+import { AgentPool } from './agentPool.js';
+import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
+import { TunnelService } from './tunnelService.js';
+import { Http2ClientEnd, refuseHttp2 } from './http2ClientEnd.js';
+import { WebSocketClientEnd } from './webSocketClientEnd.js';
+import { createHttpApi } from './httpApi.js';
+
+export interface GatewayOptions {
+  gatewayId: string;
+  host: string;
+  port: number;
+  tls: { key: string | Buffer; cert: string | Buffer };
+  auth: Authenticator;
+  parseBearer: (header: string | undefined) => string;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  agentDescribeTimeoutMs: number;
+  maxHeaderBytes: number;
+  log: Logger;
+}
+
+function headerBytes(headers: IncomingHttpHeaders | readonly string[]): number {
+  let n = 0;
+  if (Array.isArray(headers)) for (const h of headers) n += String(h).length;
+  else for (const [k, v] of Object.entries(headers)) n += k.length + String(v ?? '').length + 32;
+  return n;
+}
+
+// Writes a complete HTTP/1.1 error response on a socket that asked to upgrade, then closes it.
+function refuseUpgrade(socket: Duplex, error: GatewayError): void {
+  const code = wireCodeOf(error.code);
+  const body = JSON.stringify({ error: { code, message: error.message } });
+  const status = WireErrorHttpStatus[code];
+  socket.end(
+    `HTTP/1.1 ${status} ${http2.constants.HTTP_STATUS_OK === status ? 'OK' : 'Refused'}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `${Header.errorCode}: ${code}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+// One TLS port for everything: ALPN h2 carries the API and tunnel streams, HTTP/1.1 carries the
+// API, WebSocket tunnels and agent links (an Upgrade to slipway-agent/1 after which the agent
+// serves HTTP/2 to us).
+export class Gateway {
+  readonly pool = new AgentPool();
+  readonly metrics: GatewayMetrics;
+  private readonly tunnels: TunnelService;
+  private readonly app: FastifyInstance;
+  private server!: Http2SecureServer;
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+  private readonly connections = new Set<Duplex>();
+  private draining = false;
+
+  constructor(private readonly options: GatewayOptions) {
+    this.metrics = createGatewayMetrics(
+      () => {
+        const counts = new Map<string, number>();
+        for (const link of this.pool.list()) {
+          const key = `${link.platform}|${link.draining ? 'draining' : 'ready'}`;
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        }
+        return [...counts].map(([key, n]) => {
+          const [platform, state] = key.split('|');
+          return [{ platform: platform!, state: state! }, n];
+        });
+      },
+      () => this.tunnels.activeByPlatform(),
+    );
+    this.tunnels = new TunnelService(options.auth, this.pool, this.metrics, options.log, options.parseBearer);
+    this.app = createHttpApi({
+      serverFactory: (handler) => this.createServer(handler as (req: unknown, res: unknown) => void),
+      metrics: this.metrics.registry,
+      isReady: () =>
+        this.draining ? { ready: false, reason: 'draining' } : { ready: true, reason: `${this.pool.list().length} agent(s) connected` },
+      maxHeaderBytes: options.maxHeaderBytes,
+    });
+  }
+
+  private createServer(fastifyHandler: (req: unknown, res: unknown) => void): Http2SecureServer {
+    const server = http2.createSecureServer({
+      key: this.options.tls.key,
+      cert: this.options.tls.cert,
+      allowHTTP1: true,
+      ALPNProtocols: ['h2', 'http/1.1'],
+      settings: { ...http2Settings(), maxHeaderListSize: this.options.maxHeaderBytes },
+      maxSessionMemory: FlowControl.maxSessionMemoryMiB,
+      maxHeaderListPairs: 128,
+    });
+    // The HTTP/1.1 parser reads its header limit from the server object; over it, Node answers 431.
+    (server as unknown as { maxHeaderSize: number }).maxHeaderSize = this.options.maxHeaderBytes;
+    server.on('request', fastifyHandler);
+    // Registering 'request' made Node add its compatibility 'stream' listener. Tunnel streams
+    // must not pass through it (it would buffer and pause them), so it is wrapped: tunnels are
+    // taken here, everything else goes on to the compatibility layer and fastify.
+    const compat = server.listeners('stream') as Array<(...args: unknown[]) => void>;
+    server.removeAllListeners('stream');
+    server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+      stream.on('error', () => {});
+      if (headers[':path'] === TUNNEL_PATH) {
+        this.handleHttp2Tunnel(stream, headers, rawHeaders);
+        return;
+      }
+      for (const listener of compat) listener.call(server, stream, headers, flags, rawHeaders);
+    });
+    server.on('session', (session) => {
+      session.on('error', () => {});
+      // Node leaves the session-level receive window at 64 KiB whatever the settings say.
+      session.on('localSettings', () => {
+        if (!session.destroyed) session.setLocalWindowSize(FlowControl.sessionWindowBytes);
+      });
+    });
+    server.on('secureConnection', (socket) => {
+      socket.on('error', () => {});
+      socket.setNoDelay(true);
+      this.connections.add(socket);
+      socket.once('close', () => this.connections.delete(socket));
+    });
+    server.on('tlsClientError', (err) => this.options.log.debug('TLS handshake failed', { reason: err.message }));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+    this.server = server;
+    return server;
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await this.app.listen({ host: this.options.host, port: this.options.port });
+    return this.server.address() as AddressInfo;
+  }
+
+  private handleHttp2Tunnel(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
+    if (headers[':method'] !== 'POST') {
+      refuseHttp2(stream, new GatewayError('BAD_REQUEST', `tunnel streams are opened with POST; got ${headers[':method']}`));
+      return;
+    }
+    if (headerBytes(rawHeaders) > this.options.maxHeaderBytes) {
+      refuseHttp2(stream, new GatewayError('HEADERS_TOO_LARGE', `request headers exceed ${this.options.maxHeaderBytes} bytes`));
+      return;
+    }
+    if (this.draining) {
+      refuseHttp2(stream, new GatewayError('DRAINING', `gateway ${this.options.gatewayId} is shutting down; retry`));
+      return;
+    }
+    // Hold the client's bytes (within the stream window) until an agent stream takes them.
+    stream.pause();
+    this.tunnels
+      .authorize(headers, 'h2')
+      .then((request) => this.tunnels.run(new Http2ClientEnd(stream), request, 'h2'))
+      .catch((err: unknown) => refuseHttp2(stream, toGatewayError(err)));
+  }
+
+  private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    socket.pause();
+    const path = (req.url ?? '').split('?')[0];
+    const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
+    if (path === AGENT_CONNECT_PATH && upgrade === AGENT_UPGRADE_PROTOCOL) {
+      this.handleAgentConnect(req, socket, head).catch((err: unknown) => {
+        const error = toGatewayError(err);
+        this.metrics.agentConnections.inc({ outcome: wireCodeOf(error.code) });
+        this.options.log.warn('agent connection refused', { code: error.code, reason: error.message });
+        if (!socket.destroyed) refuseUpgrade(socket, error);
+      });
+      return;
+    }
+    if (path === TUNNEL_PATH && upgrade === 'websocket') {
+      this.handleWebSocketTunnel(req, socket, head);
+      return;
+    }
+    refuseUpgrade(
+      socket,
+      new GatewayError('BAD_REQUEST', `cannot upgrade ${path} to '${upgrade}'; expected ${TUNNEL_PATH} with websocket or ${AGENT_CONNECT_PATH} with ${AGENT_UPGRADE_PROTOCOL}`),
+    );
+  }
+
+  private handleWebSocketTunnel(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.draining) {
+      refuseUpgrade(socket, new GatewayError('DRAINING', `gateway ${this.options.gatewayId} is shutting down; retry`));
+      return;
+    }
+    this.tunnels
+      .authorize(req.headers, 'websocket')
+      .then((request) => {
+        this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+          const end = new WebSocketClientEnd(ws);
+          this.tunnels.run(end, request, 'websocket').catch((err: unknown) => end.fail(toGatewayError(err)));
+        });
+      })
+      .catch((err: unknown) => refuseUpgrade(socket, toGatewayError(err)));
+  }
+
+  private async handleAgentConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (this.draining) throw new GatewayError('DRAINING', `gateway ${this.options.gatewayId} is shutting down; reconnect elsewhere`);
+    const identity = await this.options.auth.verifyAgent(this.options.parseBearer(req.headers.authorization));
+    const claimedId = req.headers[Header.agentId];
+    if (claimedId !== undefined && claimedId !== identity.agentId) {
+      throw new GatewayError('FORBIDDEN', `agent token is for '${identity.agentId}' but the agent says it is '${String(claimedId).slice(0, 64)}'`);
+    }
+    const platform = String(req.headers[Header.agentPlatform] ?? '');
+    if (!isPlatform(platform)) {
+      throw new GatewayError('UNKNOWN_PLATFORM', `header ${Header.agentPlatform} is '${platform.slice(0, 64)}'; expected linux/amd64 or linux/arm64`);
+    }
+    // HTTP/2 must not take the socket over while the 101 is still being written: its native
+    // session would receive the completion of a write it never made (and Node aborts).
+    await new Promise<void>((resolve, reject) =>
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${AGENT_UPGRADE_PROTOCOL}\r\n\r\n`, (err) =>
+        err ? reject(new GatewayError('AGENT_LOST', `agent went away during the upgrade: ${err.message}`)) : resolve(),
+      ),
+    );
+    if (head.length > 0) socket.unshift(head);
+    const link = new AgentLink(socket, {
+      gatewayId: this.options.gatewayId,
+      agentId: identity.agentId,
+      fleet: identity.fleet,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+      heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
+      describeTimeoutMs: this.options.agentDescribeTimeoutMs,
+      log: this.options.log,
+    });
+    try {
+      await link.start(platform);
+    } catch (err) {
+      const error = toGatewayError(err);
+      link.close(error);
+      throw error;
+    }
+    this.pool.add(link);
+    this.metrics.agentConnections.inc({ outcome: 'accepted' });
+    this.options.log.info('agent connected', { agentId: link.agentId, platform: link.platform, maxStreams: link.maxStreams });
+  }
+
+  // Stops taking new streams and agents, then closes everything once active streams finish or
+  // the grace period runs out.
+  async close(graceMs = 0): Promise<void> {
+    this.draining = true;
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && this.tunnels.activeByPlatform().some(([, n]) => n > 0)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.pool.closeAll(new GatewayError('AGENT_LOST', `gateway ${this.options.gatewayId} shut down`));
+    for (const ws of this.wss.clients) ws.terminate();
+    const closing = this.app.close();
+    // Established connections (HTTP/2 sessions, HTTP/1.1 keep-alive) keep close() waiting.
+    for (const socket of this.connections) socket.destroy();
+    await closing;
+  }
+}

@@ -1,0 +1,31 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Http2SecureServer } from 'node:http2';
+import type { MetricsRegistry } from './metrics.js';
+
+export interface HttpApiOptions {
+  serverFactory: (handler: (req: never, res: never) => void) => Http2SecureServer;
+  metrics: MetricsRegistry;
+  isReady: () => { ready: boolean; reason: string };
+  maxHeaderBytes: number;
+}
+
+// The plain HTTP API on the gateway's one port. Tunnels and agent links never reach fastify:
+// gateway.ts takes them off the server before fastify's handler sees them.
+export function createHttpApi(options: HttpApiOptions): FastifyInstance {
+  const app = Fastify({
+    http2: true,
+    https: { allowHTTP1: true },
+    serverFactory: options.serverFactory as never,
+    logger: false,
+  } as never) as unknown as FastifyInstance;
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const { ready, reason } = options.isReady();
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', reason });
+  });
+  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(options.metrics.render()));
+  app.setNotFoundHandler(async (req, reply) =>
+    reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${req.url.slice(0, 200)}` } }),
+  );
+  return app;
+}

@@ -1,0 +1,54 @@
+import fs from 'node:fs';
+import { createLogger } from '@slipway/proto';
+import { loadConfig, GATEWAY_FLAGS } from './config.js';
+import { Gateway } from './gateway.js';
+import { TokenVerifier, loadVerificationKeys, parseBearer } from './tokenVerifier.js';
+import { toGatewayError } from './gatewayError.js';
+
+const argv = process.argv.slice(2);
+if (argv.includes('--help') || argv.includes('-h')) {
+  process.stdout.write(
+    `Usage: slipway-gateway [flags]\nServes the CLI API, tunnels and agent links on one TLS port.\n` +
+      `Every flag can also be given as the environment variable shown.\n` +
+      `${Object.entries(GATEWAY_FLAGS).map(([f, v]) => `  ${f.padEnd(28)} ${v}`).join('\n')}\n`,
+  );
+  process.exit(0);
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.env, argv);
+  const log = createLogger('gateway', config.logLevel);
+  const verifier = new TokenVerifier({ issuer: config.tokenIssuer, keys: await loadVerificationKeys(config.tokenJwksPath) });
+  const gateway = new Gateway({
+    gatewayId: config.gatewayId,
+    host: config.listenHost,
+    port: config.listenPort,
+    tls: { key: fs.readFileSync(config.tlsKeyPath), cert: fs.readFileSync(config.tlsCertPath) },
+    auth: verifier,
+    parseBearer,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+    agentDescribeTimeoutMs: config.agentDescribeTimeoutMs,
+    maxHeaderBytes: config.maxHeaderBytes,
+    log,
+  });
+  const address = await gateway.listen();
+  log.info('gateway listening', { host: address.address, port: address.port, gatewayId: config.gatewayId });
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
+    gateway.close(config.shutdownGraceMs).then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`slipway-gateway: ${toGatewayError(err).message}\n`);
+  process.exit(2);
+});

@@ -1,0 +1,84 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Header, Platforms, isPlatform, type Logger, type Platform } from '@slipway/proto';
+import { GatewayError, toGatewayError, wireCodeOf } from './gatewayError.js';
+import type { Authenticator, ClientIdentity } from './authenticator.js';
+import type { AgentPool } from './agentPool.js';
+import type { GatewayMetrics } from './metrics.js';
+import { splice, type ClientEnd } from './tunnelSplice.js';
+
+export interface TunnelRequest {
+  identity: ClientIdentity;
+  platform: Platform;
+  streamId: string;
+}
+
+function single(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+// Authenticates tunnel requests and joins each accepted one to a stream on an agent. The
+// transports (HTTP/2 stream, WebSocket) differ only in their ClientEnd.
+export class TunnelService {
+  private readonly active = new Map<Platform, number>(Platforms.map((p) => [p, 0]));
+
+  constructor(
+    private readonly auth: Authenticator,
+    private readonly pool: AgentPool,
+    private readonly metrics: GatewayMetrics,
+    private readonly log: Logger,
+    private readonly parseBearer: (header: string | undefined) => string,
+  ) {}
+
+  activeByPlatform(): Array<[{ platform: string }, number]> {
+    return [...this.active].map(([platform, n]) => [{ platform }, n]);
+  }
+
+  async authorize(headers: IncomingHttpHeaders, transport: string): Promise<TunnelRequest> {
+    try {
+      const token = this.parseBearer(single(headers, 'authorization'));
+      const identity = await this.auth.verifyClient(token);
+      const platform = single(headers, Header.platform);
+      if (platform === undefined || platform === '') {
+        throw new GatewayError('BAD_REQUEST', `header ${Header.platform} is required; expected one of ${Platforms.join(', ')}`);
+      }
+      if (!isPlatform(platform)) {
+        throw new GatewayError('UNKNOWN_PLATFORM', `platform '${platform.slice(0, 64)}' is not served; expected one of ${Platforms.join(', ')}`);
+      }
+      const project = single(headers, Header.project);
+      if (project !== undefined && project !== identity.project) {
+        throw new GatewayError('FORBIDDEN', `token is for project '${identity.project}' but the request names project '${project.slice(0, 64)}'`);
+      }
+      return { identity, platform, streamId: single(headers, Header.streamId)?.slice(0, 64) || randomUUID() };
+    } catch (err) {
+      const error = toGatewayError(err);
+      this.metrics.authFailures.inc({ path: 'tunnel', transport, code: wireCodeOf(error.code) });
+      throw error;
+    }
+  }
+
+  // Picks an agent; throws NO_AGENT / NO_CAPACITY before the client is told anything.
+  async run(client: ClientEnd, request: TunnelRequest, transport: string): Promise<void> {
+    const link = this.pool.pick(request.platform);
+    const agentStream = link.openStream({ streamId: request.streamId, project: request.identity.project, platform: request.platform });
+    // The stream's own error listener comes from splice(); this one covers the gap until then.
+    agentStream.on('error', () => {});
+    this.metrics.streamsOpened.inc({ transport, platform: request.platform });
+    this.active.set(request.platform, (this.active.get(request.platform) ?? 0) + 1);
+    const result = await splice(client, agentStream, link);
+    this.active.set(request.platform, (this.active.get(request.platform) ?? 1) - 1);
+    this.metrics.bytes.inc({ direction: 'up' }, result.bytesUp);
+    this.metrics.bytes.inc({ direction: 'down' }, result.bytesDown);
+    if (result.error) {
+      this.metrics.streamsFailed.inc({ transport, code: wireCodeOf(result.error.code) });
+      this.log.info('tunnel stream failed', {
+        streamId: request.streamId,
+        project: request.identity.project,
+        agentId: link.agentId,
+        code: result.error.code,
+        reason: result.error.message,
+      });
+    }
+  }
+}

@@ -1,0 +1,127 @@
+import http2, { type ClientHttp2Stream } from 'node:http2';
+import type { Readable, Writable } from 'node:stream';
+import { Header, isWireErrorCode, pump } from '@slipway/proto';
+import { GatewayError } from './gatewayError.js';
+import type { AgentLink } from './agentLink.js';
+
+// The client's end of a tunnel stream, whatever carries it (an HTTP/2 stream or a WebSocket).
+export interface ClientEnd {
+  readonly readable: Readable;
+  readonly writable: Writable;
+  // The agent accepted the stream: let the client know, if its transport has a way to.
+  accept(): void;
+  // Everything from the agent has been written: half-close toward the client.
+  finish(): void;
+  // Report the failure to the client in its transport's terms, then tear down.
+  fail(error: GatewayError): void;
+  // The client is gone or the stream is abandoned: release everything, say nothing.
+  abort(): void;
+}
+
+export interface SpliceResult {
+  error: GatewayError | undefined;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+function agentError(headers: http2.IncomingHttpHeaders, fallback: string): GatewayError {
+  const code = String(headers[Header.errorCode] ?? '');
+  const message = String(headers[Header.errorMessage] ?? fallback);
+  return new GatewayError(isWireErrorCode(code) && code !== 'INTERNAL' ? code : 'UPSTREAM_FAILED', message);
+}
+
+// Joins a client end to a stream opened on an agent, both directions independent (half-close
+// travels each way on its own), and settles once: when both directions ended cleanly, or at the
+// first failure, which is reported to the client with a code before anything is torn down.
+export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: AgentLink): Promise<SpliceResult> {
+  return new Promise((resolve) => {
+    let upDone = false;
+    let downDone = false;
+    let settled = false;
+    let trailerError: GatewayError | undefined;
+    let bytesUp = 0;
+    let bytesDown = 0;
+    const detach: Array<() => void> = [];
+
+    const settle = (error: GatewayError | undefined): void => {
+      if (settled) return;
+      settled = true;
+      for (const d of detach) d();
+      resolve({ error, bytesUp, bytesDown });
+    };
+    const maybeDone = (): void => {
+      if (upDone && downDone) settle(undefined);
+    };
+    const failFromAgent = (error: GatewayError): void => {
+      if (settled) return;
+      client.fail(error);
+      if (!agentStream.closed) agentStream.close(http2.constants.NGHTTP2_CANCEL);
+      settle(error);
+    };
+    const clientGone = (why: string): void => {
+      if (settled) return;
+      if (!agentStream.closed) agentStream.close(http2.constants.NGHTTP2_CANCEL);
+      client.abort();
+      settle(new GatewayError('BAD_REQUEST', why));
+    };
+
+    client.readable.on('data', (c: Buffer) => {
+      bytesUp += c.length;
+    });
+    detach.push(
+      pump(client.readable, agentStream, () => {
+        upDone = true;
+        agentStream.end();
+        maybeDone();
+      }),
+    );
+    client.readable.on('error', (err) => clientGone(`client stream failed: ${err.message}`));
+    client.readable.on('close', () => {
+      if (!upDone) clientGone('client closed the stream before ending it');
+    });
+
+    agentStream.on('response', (headers) => {
+      const status = headers[':status'];
+      if (status !== 200) {
+        failFromAgent(agentError(headers, `agent ${link.agentId} refused the stream with HTTP ${status}`));
+        return;
+      }
+      client.accept();
+      agentStream.on('data', (c: Buffer) => {
+        bytesDown += c.length;
+      });
+      detach.push(
+        pump(agentStream, client.writable, () => {
+          if (trailerError) {
+            failFromAgent(trailerError);
+            return;
+          }
+          downDone = true;
+          client.finish();
+          maybeDone();
+        }),
+      );
+    });
+    agentStream.on('trailers', (trailers) => {
+      if (trailers[Header.errorCode] !== undefined) trailerError = agentError(trailers, 'upstream failed');
+    });
+    const lost = (detail: string): GatewayError =>
+      link.closed ? new GatewayError('AGENT_LOST', `agent ${link.agentId} was lost: ${detail}`) : new GatewayError('UPSTREAM_FAILED', detail);
+    agentStream.on('error', (err) => failFromAgent(lost(err.message)));
+    agentStream.on('close', () => {
+      if (downDone && !upDone) {
+        // The agent finished its direction and closed: the upstream is gone both ways, so
+        // whatever the client still sends has nowhere to go. Drop it quietly.
+        for (const d of detach) d();
+        client.readable.resume();
+        upDone = true;
+        maybeDone();
+        return;
+      }
+      if (!downDone || !upDone) {
+        const code = agentStream.rstCode;
+        failFromAgent(lost(`agent ${link.agentId} closed the stream${code ? ` (HTTP/2 code ${code})` : ''} before it completed`));
+      }
+    });
+  });
+}

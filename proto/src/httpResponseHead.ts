@@ -1,0 +1,101 @@
+import type { Duplex } from 'node:stream';
+
+export interface HttpResponseHead {
+  statusCode: number;
+  statusLine: string;
+  headers: Map<string, string>;
+}
+
+export class HttpHeadError extends Error {
+  override readonly name = 'HttpHeadError';
+}
+
+// Reads one HTTP/1.1 response head from a socket that is about to change protocols (an Upgrade,
+// a CONNECT). Bytes after the head belong to whatever comes next, so they are unshifted back.
+// The head is bounded: a peer that never ends it cannot make us buffer without limit.
+export function readHttpResponseHead(socket: Duplex, maxBytes: number, signal?: AbortSignal): Promise<HttpResponseHead> {
+  return new Promise((resolve, reject) => {
+    let buffered: Buffer = Buffer.alloc(0);
+    const cleanup = (): void => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.off('error', onError);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const fail = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    const onError = (err: Error): void => fail(err);
+    const onEnd = (): void =>
+      fail(new HttpHeadError(`connection closed after ${buffered.length} bytes, before a complete HTTP response head`));
+    const onAbort = (): void => fail(signal?.reason instanceof Error ? signal.reason : new HttpHeadError('aborted'));
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const end = buffered.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (buffered.length > maxBytes) fail(new HttpHeadError(`HTTP response head exceeds ${maxBytes} bytes`));
+        return;
+      }
+      cleanup();
+      socket.pause();
+      const rest = buffered.subarray(end + 4);
+      if (rest.length > 0) socket.unshift(rest);
+      const lines = buffered.subarray(0, end).toString('latin1').split('\r\n');
+      const statusLine = lines[0] ?? '';
+      const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
+      if (!match) {
+        reject(new HttpHeadError(`expected an HTTP/1.1 status line; got ${JSON.stringify(statusLine.slice(0, 80))}`));
+        return;
+      }
+      const headers = new Map<string, string>();
+      for (const line of lines.slice(1)) {
+        const colon = line.indexOf(':');
+        if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+      }
+      resolve({ statusCode: Number(match[1]), statusLine, headers });
+    };
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    socket.on('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+// Reads up to maxBytes of a response body that follows a head (for error details), or whatever
+// arrives before the peer closes.
+export function readBoundedBody(socket: Duplex, head: HttpResponseHead, maxBytes: number, timeoutMs: number): Promise<string> {
+  const declared = Number(head.headers.get('content-length') ?? NaN);
+  const want = Number.isFinite(declared) ? Math.min(declared, maxBytes) : maxBytes;
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', done);
+      socket.off('close', done);
+      resolve(Buffer.concat(chunks).subarray(0, want).toString('utf8'));
+    };
+    const onData = (c: Buffer): void => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= want) done();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    if (want === 0) {
+      done();
+      return;
+    }
+    socket.on('data', onData);
+    socket.once('end', done);
+    socket.once('close', done);
+    socket.resume();
+  });
+}
