@@ -13,8 +13,9 @@
 // contend for docker0 and CPU, so they run one file at a time in a second batch.
 // Environment: SLIPWAY_TEST_TIMEOUT_MS overrides the per-test timeout.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -88,64 +89,78 @@ if (timeoutOverride !== undefined && !/^[1-9][0-9]*$/.test(timeoutOverride)) {
   fail(`SLIPWAY_TEST_TIMEOUT_MS must be a positive integer of milliseconds, got "${timeoutOverride}"`);
 }
 
-const scratch = mkdtempSync(path.join(tmpdir(), 'slipway-test-'));
 let activeChild = null;
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     if (activeChild !== null) activeChild.kill(sig);
-    rmSync(scratch, { recursive: true, force: true });
-    process.exit(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 })[sig]);
+    process.exit(128 + { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 }[sig]);
   });
 }
 
-// Runs one `node --test` batch: spec output to the terminal, TAP into a file whose trailing
-// "# pass N" lines give the counts for the combined summary.
-function runBatch(name, batchFiles, { concurrency, timeoutMs }) {
-  const tapFile = path.join(scratch, `${name}.tap`);
+const KEYS = ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo'];
+const SUMMARY_LINE = /^ℹ (tests|suites|pass|fail|cancelled|skipped|todo) (\d+)$/;
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+// Passes the spec reporter's output through and reads its closing "ℹ pass N" lines. (A TAP file
+// as a second reporter would be neater, but --test-force-exit can end the runner before a file
+// stream is flushed; writes to a pipe are synchronous.)
+function summaryReader(counts) {
+  let partial = '';
+  const take = (line) => {
+    const m = SUMMARY_LINE.exec(line.replace(ANSI, '').trimEnd());
+    if (m) {
+      counts[m[1]] = Number(m[2]);
+      counts.found = true;
+    }
+  };
+  return new Transform({
+    transform(chunk, _enc, done) {
+      const lines = (partial + chunk.toString('utf8')).split('\n');
+      partial = lines.pop() ?? '';
+      lines.forEach(take);
+      done(null, chunk);
+    },
+    flush(done) {
+      take(partial);
+      done();
+    },
+  });
+}
+
+// Runs one `node --test` batch with the spec reporter; resolves with its exit and its counts.
+async function runBatch(name, batchFiles, { concurrency, timeoutMs }) {
   const args = [
     '--import', 'tsx',
     '--test',
-    '--test-reporter=spec', '--test-reporter-destination=stdout',
-    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`,
+    '--test-reporter=spec',
     `--test-timeout=${timeoutOverride ?? timeoutMs}`,
+    // A file whose tests are done but which still holds a handle (a child it forgot to stop) must
+    // not hang the run; on exit the e2e harness kills what it started.
+    '--test-force-exit',
     ...(concurrency === undefined ? [] : [`--test-concurrency=${concurrency}`]),
     ...nodeFlags,
     ...batchFiles,
   ];
   process.stdout.write(`\n▶ ${name}: ${batchFiles.length} file(s)${concurrency === 1 ? ', one at a time' : ''}\n`);
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: 'inherit' });
-    activeChild = child;
-    child.on('error', (err) => {
-      activeChild = null;
-      resolve({ code: 1, signal: null, error: err, tapFile });
-    });
-    child.on('exit', (code, signal) => {
-      activeChild = null;
-      resolve({ code, signal, error: null, tapFile });
-    });
-  });
-}
-
-const KEYS = ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo'];
-function readCounts(tapFile) {
+  const env = { ...process.env };
+  if (process.stdout.isTTY && env.NO_COLOR === undefined && env.FORCE_COLOR === undefined) env.FORCE_COLOR = '1';
   const counts = Object.fromEntries(KEYS.map((k) => [k, 0]));
-  let found = false;
-  let text = '';
+  counts.found = false;
+  const child = spawn(process.execPath, args, { cwd: repoRoot, env, stdio: ['inherit', 'pipe', 'inherit'] });
+  activeChild = child;
+  const exited = new Promise((resolve) => {
+    child.on('error', (error) => resolve({ code: 1, signal: null, error }));
+    child.on('exit', (code, signal) => resolve({ code, signal, error: null }));
+  });
   try {
-    text = readFileSync(tapFile, 'utf8');
-  } catch {
-    return { counts, found };
+    await pipeline(child.stdout, summaryReader(counts), process.stdout, { end: false });
+  } catch (err) {
+    // Our stdout went away (e.g. `npm test | head`); the exit code still tells the truth.
+    if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_PREMATURE_CLOSE') throw err;
   }
-  // Only top-level summary lines ("# pass 3" at column 0); nested diagnostics are indented.
-  for (const line of text.split('\n')) {
-    const m = /^# (tests|suites|pass|fail|cancelled|skipped|todo) (\d+)$/.exec(line);
-    if (m) {
-      counts[m[1]] = Number(m[2]);
-      found = true;
-    }
-  }
-  return { counts, found };
+  const r = await exited;
+  activeChild = null;
+  return { ...r, counts };
 }
 
 const started = Date.now();
@@ -157,14 +172,12 @@ const totals = Object.fromEntries(KEYS.map((k) => [k, 0]));
 const problems = [];
 for (const [name, batchFiles, opts] of batches) {
   const r = await runBatch(name, batchFiles, opts);
-  const { counts, found } = readCounts(r.tapFile);
-  for (const k of KEYS) totals[k] += counts[k];
+  for (const k of KEYS) totals[k] += r.counts[k];
   if (r.error) problems.push(`${name} batch could not start: ${r.error.message}`);
   else if (r.signal) problems.push(`${name} batch was killed by ${r.signal}`);
   else if (r.code !== 0) problems.push(`${name} batch exited with code ${r.code}`);
-  if (!found && !r.error) problems.push(`${name} batch produced no TAP summary`);
+  if (!r.counts.found && !r.error) problems.push(`${name} batch printed no summary`);
 }
-rmSync(scratch, { recursive: true, force: true });
 
 if (totals.tests === 0) problems.push(`no test ran in ${files.length} file(s)`);
 if (totals.fail > 0 && problems.length === 0) problems.push(`${totals.fail} test(s) failed`);
