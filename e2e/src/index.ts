@@ -43,3 +43,4 @@ export * from './dockerd.js';
 export * from './buildkitClient.js';
 export * from './slipwayStack.js';
 export * from './echoServer.js';
+export * from './tunnelProbe.js';

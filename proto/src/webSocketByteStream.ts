@@ -55,17 +55,35 @@ export class WebSocketByteStream extends Duplex {
     this.ws.resume();
   }
 
+  // Bytes written while the handshake is still under way wait for it (within the writable's
+  // buffer), so callers may write as soon as they have the stream.
+  private send(data: Buffer, callback: (error?: Error | null) => void): void {
+    if (this.ws.readyState === this.ws.CONNECTING) {
+      const onOpen = (): void => {
+        this.ws.off('close', onClose);
+        this.ws.send(data, { binary: true }, callback);
+      };
+      const onClose = (): void => {
+        this.ws.off('open', onOpen);
+        callback(new Error('tunnel WebSocket closed before it opened'));
+      };
+      this.ws.once('open', onOpen);
+      this.ws.once('close', onClose);
+      return;
+    }
+    this.ws.send(data, { binary: true }, callback);
+  }
+
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.ws.send(chunk, { binary: true }, callback);
+    this.send(chunk, callback);
   }
 
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
-    const all = Buffer.concat(chunks.map((c) => c.chunk));
-    this.ws.send(all, { binary: true }, callback);
+    this.send(Buffer.concat(chunks.map((c) => c.chunk)), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    this.ws.send(WS_EOF, { binary: true }, callback);
+    this.send(WS_EOF, callback);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {

@@ -1,0 +1,6 @@
+export { TunnelClient, type TunnelClientOptions } from './tunnelClient.js';
+export { LocalProxy } from './localProxy.js';
+export { bridgeLocal, type LocalEnd } from './localBridge.js';
+export { loadConfig, type CliConfig } from './config.js';
+export { CliError, type CliErrorCode, exitCodeOf } from './cliError.js';
+export type { TunnelStream } from './tunnelStream.js';

@@ -1,0 +1,64 @@
+import type { Readable, Writable } from 'node:stream';
+import { pump, type Logger, type Platform } from '@slipway/proto';
+import { toCliError, type CliError } from './cliError.js';
+import type { TunnelClient } from './tunnelClient.js';
+
+export interface LocalEnd {
+  readable: Readable;
+  writable: Writable;
+  // Half-close toward the local peer (the remote side ended cleanly).
+  end(): void;
+  // Tear the local connection down (the tunnel failed or could not open).
+  destroy(): void;
+}
+
+// Joins one local connection to one tunnel stream. The local connection is accepted at once and
+// its bytes wait (paused, in the kernel's buffer) while the tunnel opens; then bytes flow both
+// ways, each direction half-closing on its own. Resolves with the failure, if there was one.
+export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platform: Platform, log: Logger): Promise<CliError | undefined> {
+  local.readable.pause();
+  let tunnel;
+  try {
+    tunnel = await client.open(platform);
+  } catch (err) {
+    const error = toCliError(err);
+    log.error('cannot open tunnel', { code: error.code, reason: error.message });
+    local.destroy();
+    return error;
+  }
+  return new Promise((resolve) => {
+    let localDone = false;
+    let settled = false;
+    const settle = (error: CliError | undefined): void => {
+      if (settled) return;
+      settled = true;
+      resolve(error);
+    };
+    const detachUp = pump(local.readable, tunnel.writable, () => {
+      localDone = true;
+      tunnel.writable.end();
+    });
+    const detachDown = pump(tunnel.readable, local.writable, () => {});
+    tunnel.once('remote-end', (error) => {
+      detachDown();
+      if (error) {
+        log.error('tunnel stream failed', { code: error.code, reason: error.message });
+        detachUp();
+        local.destroy();
+        tunnel.cancel();
+        settle(error);
+        return;
+      }
+      local.end();
+      if (localDone) settle(undefined);
+    });
+    local.readable.once('error', () => {
+      tunnel.cancel();
+      settle(undefined);
+    });
+    local.readable.once('close', () => {
+      if (!localDone) tunnel.cancel();
+      settle(undefined);
+    });
+  });
+}

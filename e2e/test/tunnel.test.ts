@@ -1,0 +1,166 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { createLogger } from '@slipway/proto';
+import { TunnelClient, LocalProxy } from '@slipway/cli';
+import { startStack, startEchoServer, echoRoundTrip, connectUnix, readAll, waitFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
+
+const log = createLogger('test-cli', 'silent');
+let stack: SlipwayStack;
+let echo: EchoServer;
+let dir: string;
+
+before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-tun-'));
+  echo = await startEchoServer();
+  stack = await startStack();
+  await stack.startAgent({ agentId: 'echo-amd64', platform: 'linux/amd64', upstream: `buildkitd:${echo.address}` });
+});
+
+after(async () => {
+  await stack.close();
+  await echo.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function proxyFor(transport: 'h2' | 'websocket', name: string, token?: string): Promise<{ proxy: LocalProxy; client: TunnelClient; sock: string }> {
+  const client = new TunnelClient({
+    gatewayUrl: new URL(stack.gatewayUrl),
+    token: token ?? (await stack.clientToken('demo')),
+    project: 'demo',
+    ca: fs.readFileSync(stack.caPath),
+    transport,
+    env: {},
+    connectTimeoutMs: 5_000,
+    log,
+  });
+  const proxy = new LocalProxy(client, 'linux/amd64', log);
+  const sock = path.join(dir, `${name}.sock`);
+  await proxy.listen({ kind: 'unix', path: sock });
+  return { proxy, client, sock };
+}
+
+for (const transport of ['h2', 'websocket'] as const) {
+  test(`1 GiB each way through one ${transport} stream arrives intact`, async () => {
+    const { proxy, client, sock } = await proxyFor(transport, `big-${transport}`);
+    try {
+      const socket = await connectUnix(sock);
+      const result = await echoRoundTrip(socket, 1024 * 1024 * 1024);
+      assert.equal(result.receivedBytes, 1024 * 1024 * 1024);
+      assert.equal(result.received, result.sent);
+      assert.equal(client.transport, transport);
+    } finally {
+      await proxy.close();
+      client.close();
+    }
+  });
+}
+
+test('500 concurrent streams through one agent all arrive intact', async () => {
+  const { proxy, client, sock } = await proxyFor('h2', 'many');
+  try {
+    const results = await Promise.all(
+      Array.from({ length: 500 }, async () => {
+        const socket = await connectUnix(sock);
+        return echoRoundTrip(socket, 256 * 1024, 64 * 1024);
+      }),
+    );
+    for (const r of results) {
+      assert.equal(r.receivedBytes, 256 * 1024);
+      assert.equal(r.received, r.sent);
+    }
+  } finally {
+    await proxy.close();
+    client.close();
+  }
+});
+
+// An upstream that speaks first and half-closes at once, then keeps reading: the client's bytes
+// must still reach it after the upstream's end-of-stream has reached the client.
+async function startGreeterServer(): Promise<{ address: string; received: Promise<string>; close(): Promise<void> }> {
+  let report!: (hash: string) => void;
+  const received = new Promise<string>((r) => (report = r));
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    socket.on('error', () => {});
+    const hash = createHash('sha256');
+    socket.end('greetings\n');
+    socket.on('data', (c) => hash.update(c));
+    socket.on('end', () => report(hash.digest('hex')));
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return {
+    address: `tcp://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    received,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+for (const transport of ['h2', 'websocket'] as const) {
+  test(`half-close works in both directions over ${transport}`, async () => {
+    const greeter = await startGreeterServer();
+    const s = await startStack();
+    try {
+      await s.startAgent({ agentId: 'greeter', platform: 'linux/arm64', upstream: `buildkitd:${greeter.address}` });
+      const client = new TunnelClient({
+        gatewayUrl: new URL(s.gatewayUrl),
+        token: await s.clientToken('demo'),
+        project: undefined,
+        ca: fs.readFileSync(s.caPath),
+        transport,
+        env: {},
+        connectTimeoutMs: 5_000,
+        log,
+      });
+      const proxy = new LocalProxy(client, 'linux/arm64', log);
+      const sock = path.join(dir, `half-${transport}.sock`);
+      await proxy.listen({ kind: 'unix', path: sock });
+      const socket = await connectUnix(sock);
+      // Upstream -> client half-close: the greeting arrives, then end-of-stream, while our side is open.
+      const greeting = await readAll(socket);
+      assert.equal(greeting.toString(), 'greetings\n');
+      assert.equal(socket.writable, true, 'our direction is still open after the upstream ended its own');
+      // Client -> upstream: everything sent after that still arrives, then our end-of-stream.
+      const payload = Buffer.alloc(3 * 1024 * 1024, 7);
+      socket.end(payload);
+      assert.equal(await greeter.received, createHash('sha256').update(payload).digest('hex'));
+      await proxy.close();
+      client.close();
+    } finally {
+      await s.close();
+      await greeter.close();
+    }
+  });
+}
+
+test('the agent reconnects after the gateway restarts and service resumes', async () => {
+  const s = await startStack();
+  try {
+    await s.startAgent({ agentId: 'phoenix', platform: 'linux/amd64', upstream: `buildkitd:${echo.address}` });
+    await s.restartGateway();
+    await waitFor(() => s.gateway.pool.list().some((l) => l.agentId === 'phoenix' && l.description !== undefined), 15_000, 'agent re-registered');
+    const client = new TunnelClient({
+      gatewayUrl: new URL(s.gatewayUrl),
+      token: await s.clientToken('demo'),
+      project: 'demo',
+      ca: fs.readFileSync(s.caPath),
+      transport: 'h2',
+      env: {},
+      connectTimeoutMs: 5_000,
+      log,
+    });
+    const proxy = new LocalProxy(client, 'linux/amd64', log);
+    const sock = path.join(dir, 'phoenix.sock');
+    await proxy.listen({ kind: 'unix', path: sock });
+    const r = await echoRoundTrip(await connectUnix(sock), 1024 * 1024);
+    assert.equal(r.received, r.sent);
+    await proxy.close();
+    client.close();
+  } finally {
+    await s.close();
+  }
+});
