@@ -86,7 +86,7 @@ export async function dialThroughProxy(options: DialThroughProxyOptions): Promis
         // A 2xx CONNECT answer has no body: whatever followed the head came from the gateway.
         const rest = buffered.subarray(headEnd.index + headEnd[0].length);
         settle();
-        void rest;
+        if (rest.length > 0) socket.unshift(rest);
         return;
       }
     });
