@@ -130,9 +130,6 @@ export class Agent extends EventEmitter<{ connected: []; disconnected: [string] 
       socket.on('error', (err) => {
         reason = err.message;
       });
-      // The socket negotiated http/1.1 for the upgrade; what follows is HTTP/2, and Node's
-      // server hands sockets whose ALPN says http/1.1 to its HTTP/1 fallback instead.
-      Object.defineProperty(socket, 'alpnProtocol', { value: 'h2', configurable: true });
       this.lastPingAtMs = Date.now();
       const watchdog = setInterval(() => {
         const silentMs = Date.now() - this.lastPingAtMs;
@@ -147,6 +144,12 @@ export class Agent extends EventEmitter<{ connected: []; disconnected: [string] 
         this.socket = undefined;
         resolve(reason);
       });
+      // The socket negotiated http/1.1 for the Upgrade; what follows is HTTP/2, and Node's server
+      // would hand a socket whose ALPN says http/1.1 to its HTTP/1 fallback. The native session is
+      // safe here: the agent's one HTTP/1.1 write (the request) completed before the answer came,
+      // and the gateway's end keeps reading whatever we send (see SocketDuplex), so the session
+      // pausing its input while it writes cannot deadlock the link.
+      Object.defineProperty(socket, 'alpnProtocol', { value: 'h2', configurable: true });
       this.h2.emit('connection', socket);
       this.state = this.handler.isDraining ? 'draining' : 'connected';
       this.log.info('connected to gateway', { gateway: this.config.gatewayUrl.host, agentId: this.config.agentId, platform: this.config.platform });

@@ -1,6 +1,6 @@
 import http2, { type ClientHttp2Session } from 'node:http2';
 import { randomUUID } from 'node:crypto';
-import { FlowControl, http2Settings, type Env, type Logger, type Platform } from '@slipway/proto';
+import { FlowControl, SocketDuplex, http2Settings, sessionReadAllowance, type Env, type Logger, type Platform } from '@slipway/proto';
 import { CliError, toCliError } from './cliError.js';
 import { connectGatewayTls } from './gatewayTls.js';
 import { Http2TunnelStream } from './http2TunnelStream.js';
@@ -80,7 +80,9 @@ export class TunnelClient {
     }
     this.mode = 'h2';
     const session = http2.connect(this.options.gatewayUrl.origin, {
-      createConnection: () => socket,
+      // The gateway's end is a native session that stops reading while it writes; this end must
+      // keep reading or a stream moving bulk data both ways can deadlock the connection.
+      createConnection: () => new SocketDuplex(socket, sessionReadAllowance(FlowControl.sessionWindowBytes)),
       settings: http2Settings(),
       maxSessionMemory: FlowControl.maxSessionMemoryMiB,
     });

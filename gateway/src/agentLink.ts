@@ -5,6 +5,8 @@ import {
   AGENT_STREAM_PATH,
   FlowControl,
   Header,
+  SocketDuplex,
+  sessionReadAllowance,
   agentControlMethods,
   http2Settings,
   isPlatform,
@@ -54,7 +56,7 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
     this.agentId = options.agentId;
     this.fleet = options.fleet;
     this.session = http2.connect(`http://agent.${encodeURIComponent(options.agentId)}.invalid`, {
-      createConnection: () => socket,
+      createConnection: () => new SocketDuplex(socket, sessionReadAllowance(FlowControl.sessionWindowBytes)),
       settings: http2Settings(),
       maxSessionMemory: FlowControl.maxSessionMemoryMiB,
       maxHeaderListPairs: 256,

@@ -7,3 +7,4 @@ export * from './configInput.js';
 export * from './logger.js';
 export * from './webSocketByteStream.js';
 export * from './httpResponseHead.js';
+export * from './socketDuplex.js';

@@ -1,14 +1,29 @@
 import type { Readable, Writable } from 'node:stream';
 
+// How much may wait in a destination's writable buffer before the source is paused. Node's
+// default high-water marks (16 KiB for sockets and HTTP/2 streams) turn every large chunk into a
+// pause/resume cycle: one chunk in flight per hop and an epoll_ctl pair per read. A larger
+// allowance keeps each hop busy while still bounding memory per stream.
+export const PUMP_BUFFER_BYTES = 1024 * 1024;
+
 // Moves bytes from a readable side to a writable side with backpressure, and calls onEnd when
 // the source ends cleanly. Unlike pipeline(), it never destroys either stream: each end of a
 // tunnel must report a failure in its own protocol's terms (trailers, WebSocket close codes)
 // before it is torn down, so teardown belongs to the caller. Returns a function that detaches.
-export function pump(src: Readable, dst: Writable, onEnd: () => void): () => void {
+export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferBytes = PUMP_BUFFER_BYTES): () => void {
+  const limit = Math.max(bufferBytes, dst.writableHighWaterMark);
+  let paused = false;
   const onData = (chunk: Buffer): void => {
-    if (!dst.write(chunk)) src.pause();
+    dst.write(chunk);
+    // Past the high-water mark write() has returned false, so 'drain' is due once it empties.
+    if (dst.writableLength >= limit) {
+      paused = true;
+      src.pause();
+    }
   };
   const onDrain = (): void => {
+    if (!paused) return;
+    paused = false;
     src.resume();
   };
   const onSrcEnd = (): void => {
