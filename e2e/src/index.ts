@@ -44,3 +44,4 @@ export * from './buildkitClient.js';
 export * from './slipwayStack.js';
 export * from './echoServer.js';
 export * from './tunnelProbe.js';
+export * from './cliProcess.js';
