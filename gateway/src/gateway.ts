@@ -168,7 +168,7 @@ export class Gateway {
     stream.pause();
     this.tunnels
       .authorize(headers, 'h2')
-      .then((request) => this.tunnels.run(new Http2ClientEnd(stream), request, 'h2'))
+      .then((request) => this.tunnels.run(new Http2ClientEnd(stream), request, this.tunnels.route(request), 'h2'))
       .catch((err: unknown) => refuseHttp2(stream, toGatewayError(err)));
   }
 
@@ -203,9 +203,10 @@ export class Gateway {
     this.tunnels
       .authorize(req.headers, 'websocket')
       .then((request) => {
+        const link = this.tunnels.route(request);
         this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
           const end = new WebSocketClientEnd(ws);
-          this.tunnels.run(end, request, 'websocket').catch((err: unknown) => end.fail(toGatewayError(err)));
+          this.tunnels.run(end, request, link, 'websocket').catch((err: unknown) => end.fail(toGatewayError(err)));
         });
       })
       .catch((err: unknown) => refuseUpgrade(socket, toGatewayError(err)));

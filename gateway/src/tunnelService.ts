@@ -4,6 +4,7 @@ import { Header, Platforms, isPlatform, type Logger, type Platform } from '@slip
 import { GatewayError, toGatewayError, wireCodeOf } from './gatewayError.js';
 import type { Authenticator, ClientIdentity } from './authenticator.js';
 import type { AgentPool } from './agentPool.js';
+import type { AgentLink } from './agentLink.js';
 import type { GatewayMetrics } from './metrics.js';
 import { splice, type ClientEnd } from './tunnelSplice.js';
 
@@ -58,9 +59,13 @@ export class TunnelService {
     }
   }
 
-  // Picks an agent; throws NO_AGENT / NO_CAPACITY before the client is told anything.
-  async run(client: ClientEnd, request: TunnelRequest, transport: string): Promise<void> {
-    const link = this.pool.pick(request.platform);
+  // Picks the agent for an authorized request; throws NO_AGENT / NO_CAPACITY, which callers
+  // report before the client is told anything (before a WebSocket upgrade, too).
+  route(request: TunnelRequest): AgentLink {
+    return this.pool.pick(request.platform);
+  }
+
+  async run(client: ClientEnd, request: TunnelRequest, link: AgentLink, transport: string): Promise<void> {
     const agentStream = link.openStream({ streamId: request.streamId, project: request.identity.project, platform: request.platform });
     // The stream's own error listener comes from splice(); this one covers the gap until then.
     agentStream.on('error', () => {});

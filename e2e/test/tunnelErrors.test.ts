@@ -1,0 +1,298 @@
+// Every bad request gets a clear error and no stream: nothing reaches the upstream.
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import https from 'node:https';
+import tls from 'node:tls';
+import fs from 'node:fs';
+import path from 'node:path';
+import { once } from 'node:events';
+import { WebSocket } from 'ws';
+import { createLogger, TUNNEL_PATH, AGENT_CONNECT_PATH } from '@slipway/proto';
+import { TunnelClient, type CliError } from '@slipway/cli';
+import {
+  startStack,
+  startEchoServer,
+  spawnManaged,
+  REPO_ROOT,
+  waitFor,
+  type SlipwayStack,
+  type EchoServer,
+} from '@slipway/e2e';
+
+let stack: SlipwayStack;
+let echo: EchoServer;
+let ca: Buffer;
+
+before(async () => {
+  echo = await startEchoServer();
+  stack = await startStack();
+  ca = fs.readFileSync(stack.caPath);
+  await stack.startAgent({ agentId: 'only-amd64', platform: 'linux/amd64', upstream: `buildkitd:${echo.address}` });
+});
+
+after(async () => {
+  await stack.close();
+  await echo.close();
+});
+
+interface Answer {
+  status: number;
+  code: string | undefined;
+  message: string;
+}
+
+async function h2Tunnel(headers: http2.OutgoingHttpHeaders): Promise<Answer> {
+  const session = http2.connect(stack.gatewayUrl, { ca });
+  session.on('error', () => {});
+  try {
+    const req = session.request({ ':method': 'POST', ':path': TUNNEL_PATH, ...headers });
+    req.end();
+    const [response] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+    let body = '';
+    req.setEncoding('utf8');
+    for await (const chunk of req) body += chunk;
+    const parsed = body ? (JSON.parse(body) as { error: { code: string; message: string } }) : undefined;
+    return { status: Number(response[':status']), code: response['slipway-error'] as string | undefined, message: parsed?.error.message ?? '' };
+  } finally {
+    session.close();
+  }
+}
+
+async function bearer(project = 'demo'): Promise<string> {
+  return `Bearer ${await stack.clientToken(project)}`;
+}
+
+describe('HTTP/2 tunnel requests that must be refused', () => {
+  const cases: Array<[string, () => Promise<http2.OutgoingHttpHeaders>, number, string, RegExp]> = [
+    ['missing token', async () => ({ 'slipway-platform': 'linux/amd64' }), 401, 'UNAUTHENTICATED', /authorization/i],
+    [
+      'expired token',
+      async () => ({
+        authorization: `Bearer ${await stack.issuer.issueClientToken({ project: 'demo', subject: 't', scopes: ['build'], ttlSec: 60, issuedAt: new Date(Date.now() - 3_600_000) })}`,
+        'slipway-platform': 'linux/amd64',
+      }),
+      401,
+      'UNAUTHENTICATED',
+      /expired/i,
+    ],
+    [
+      'wrong audience (an agent join token)',
+      async () => ({ authorization: `Bearer ${await stack.agentToken('sneaky')}`, 'slipway-platform': 'linux/amd64' }),
+      401,
+      'UNAUTHENTICATED',
+      /audience/i,
+    ],
+    ['garbage token', async () => ({ authorization: 'Bearer not.a.jwt', 'slipway-platform': 'linux/amd64' }), 401, 'UNAUTHENTICATED', /malformed|token/i],
+    [
+      'token without the build scope',
+      async () => ({ authorization: `Bearer ${await stack.clientToken('demo', { scopes: ['read'] })}`, 'slipway-platform': 'linux/amd64' }),
+      403,
+      'FORBIDDEN',
+      /scope/i,
+    ],
+    [
+      'token for another project',
+      async () => ({ authorization: await bearer('demo'), 'slipway-platform': 'linux/amd64', 'slipway-project': 'other' }),
+      403,
+      'FORBIDDEN',
+      /project/i,
+    ],
+    ['missing platform', async () => ({ authorization: await bearer() }), 400, 'BAD_REQUEST', /slipway-platform/],
+    ['unknown platform', async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/s390x' }), 400, 'UNKNOWN_PLATFORM', /s390x/],
+    ['no agent for the platform', async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/arm64' }), 503, 'NO_AGENT', /linux\/arm64/],
+    [
+      'oversized request headers',
+      async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/amd64', 'x-padding': 'p'.repeat(12_000), 'x-more': 'q'.repeat(6_000) }),
+      431,
+      'HEADERS_TOO_LARGE',
+      /exceed/,
+    ],
+  ];
+  for (const [name, headers, status, code, message] of cases) {
+    test(name, async () => {
+      const before = echo.connections;
+      const answer = await h2Tunnel(await headers());
+      assert.equal(answer.status, status);
+      assert.equal(answer.code, code);
+      assert.match(answer.message, message);
+      assert.equal(echo.connections, before, 'no stream reached the upstream');
+    });
+  }
+
+  test('GET instead of POST', async () => {
+    const session = http2.connect(stack.gatewayUrl, { ca });
+    const req = session.request({ ':method': 'GET', ':path': TUNNEL_PATH, authorization: await bearer(), 'slipway-platform': 'linux/amd64' });
+    req.end();
+    const [response] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+    req.resume();
+    assert.equal(response[':status'], 400);
+    assert.equal(response['slipway-error'], 'BAD_REQUEST');
+    session.close();
+  });
+});
+
+function wsRefusal(headers: Record<string, string>, urlPath = TUNNEL_PATH): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`wss://127.0.0.1:${stack.port}${urlPath}`, { ca, headers, servername: 'localhost' });
+    ws.on('open', () => reject(new Error('WebSocket opened; expected a refusal')));
+    ws.on('error', () => {});
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => {
+        let message = '';
+        try {
+          message = (JSON.parse(body) as { error: { message: string } }).error.message;
+        } catch {
+          message = body;
+        }
+        resolve({ status: res.statusCode ?? 0, code: res.headers['slipway-error'] as string | undefined, message });
+      });
+    });
+  });
+}
+
+describe('WebSocket tunnel requests that must be refused', () => {
+  test('missing token', async () => {
+    const answer = await wsRefusal({ 'slipway-platform': 'linux/amd64' });
+    assert.equal(answer.status, 401);
+    assert.equal(answer.code, 'UNAUTHENTICATED');
+  });
+  test('no agent for the platform', async () => {
+    const answer = await wsRefusal({ authorization: await bearer(), 'slipway-platform': 'linux/arm64' });
+    assert.equal(answer.status, 503);
+    assert.equal(answer.code, 'NO_AGENT');
+  });
+  test('unknown upgrade path', async () => {
+    const answer = await wsRefusal({ authorization: await bearer() }, '/v1/nope');
+    assert.equal(answer.status, 400);
+    assert.match(answer.message, /cannot upgrade/);
+  });
+  test('oversized headers over HTTP/1.1 get 431', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = https.request(
+        { host: '127.0.0.1', port: stack.port, path: TUNNEL_PATH, ca, servername: 'localhost', headers: { 'x-padding': 'p'.repeat(40_000) } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(status, 431);
+  });
+});
+
+describe('agent connections that must be refused', () => {
+  async function agentUpgrade(headers: string): Promise<string> {
+    const socket = tls.connect({ host: '127.0.0.1', port: stack.port, ca, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    await once(socket, 'secureConnect');
+    socket.write(`GET ${AGENT_CONNECT_PATH} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: slipway-agent/1\r\n${headers}\r\n`);
+    let text = '';
+    socket.setEncoding('utf8');
+    for await (const chunk of socket) text += chunk;
+    return text;
+  }
+  test('a client token cannot register an agent', async () => {
+    const answer = await agentUpgrade(`Authorization: ${await bearer()}\r\nslipway-agent-platform: linux/amd64\r\n`);
+    assert.match(answer, /^HTTP\/1\.1 401 /);
+    assert.match(answer, /UNAUTHENTICATED/);
+  });
+  test('an agent naming another id than its token', async () => {
+    const answer = await agentUpgrade(`Authorization: Bearer ${await stack.agentToken('a1')}\r\nslipway-agent-id: a2\r\nslipway-agent-platform: linux/amd64\r\n`);
+    assert.match(answer, /^HTTP\/1\.1 403 /);
+  });
+  test('an unknown platform', async () => {
+    const answer = await agentUpgrade(`Authorization: Bearer ${await stack.agentToken('a1')}\r\nslipway-agent-platform: windows/amd64\r\n`);
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    assert.match(answer, /UNKNOWN_PLATFORM/);
+  });
+});
+
+describe('the CLI maps refusals to its own error codes', () => {
+  test('NO_AGENT for a platform nobody serves', async () => {
+    const client = new TunnelClient({
+      gatewayUrl: new URL(stack.gatewayUrl),
+      token: await stack.clientToken('demo'),
+      project: undefined,
+      ca,
+      transport: 'h2',
+      env: {},
+      connectTimeoutMs: 5_000,
+      log: createLogger('t', 'silent'),
+    });
+    const tunnel = await client.open('linux/arm64');
+    tunnel.writable.end();
+    const [error] = (await once(tunnel, 'remote-end')) as [CliError];
+    assert.equal(error.code, 'NO_AGENT');
+    assert.match(error.message, /linux\/arm64/);
+    client.close();
+  });
+  test('TLS_FAILED naming the issuer when the CA is not trusted', async () => {
+    const client = new TunnelClient({
+      gatewayUrl: new URL(stack.gatewayUrl),
+      token: await stack.clientToken('demo'),
+      project: undefined,
+      ca: Buffer.from(stack.pki.unrelatedCa.certPem),
+      transport: 'auto',
+      env: {},
+      connectTimeoutMs: 5_000,
+      log: createLogger('t', 'silent'),
+    });
+    await assert.rejects(client.open('linux/amd64'), (err: CliError) => err.code === 'TLS_FAILED' && /issued by/.test(err.message));
+    client.close();
+  });
+});
+
+describe('an agent that is killed', () => {
+  test('its streams end promptly with AGENT_LOST at the client, not a hang', async () => {
+    const agentId = 'doomed';
+    const agent = spawnManaged(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'agent/src/main.ts')], {
+      name: 'doomed-agent',
+      cwd: REPO_ROOT,
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+        SLIPWAY_GATEWAY: stack.gatewayUrl,
+        SLIPWAY_AGENT_TOKEN: await stack.agentToken(agentId),
+        SLIPWAY_AGENT_ID: agentId,
+        SLIPWAY_PLATFORM: 'linux/arm64',
+        SLIPWAY_UPSTREAM: `buildkitd:${echo.address}`,
+        SLIPWAY_CA_CERT: stack.caPath,
+      },
+    });
+    try {
+      await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === agentId && l.description !== undefined), 30_000, 'agent registered');
+      const client = new TunnelClient({
+        gatewayUrl: new URL(stack.gatewayUrl),
+        token: await stack.clientToken('demo'),
+        project: undefined,
+        ca,
+        transport: 'h2',
+        env: {},
+        connectTimeoutMs: 5_000,
+        log: createLogger('t', 'silent'),
+      });
+      const tunnel = await client.open('linux/arm64');
+      tunnel.readable.resume();
+      await once(tunnel, 'open');
+      // Keep bytes moving so the stream is busy when its agent dies.
+      const block = Buffer.alloc(64 * 1024, 1);
+      const timer = setInterval(() => tunnel.writable.write(block), 5);
+      const ended = once(tunnel, 'remote-end') as Promise<[CliError | undefined]>;
+      await new Promise((r) => setTimeout(r, 200));
+      agent.kill();
+      const [error] = await ended;
+      clearInterval(timer);
+      assert.ok(error, 'the stream ended with an error');
+      assert.equal(error.code, 'AGENT_LOST');
+      assert.match(error.message, /doomed/);
+      tunnel.cancel();
+      client.close();
+    } finally {
+      await agent.stop();
+    }
+  });
+});
