@@ -134,7 +134,7 @@ describe('HTTP/2 tunnel requests that must be refused', () => {
 
 function wsRefusal(headers: Record<string, string>, urlPath = TUNNEL_PATH): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`wss://127.0.0.1:${stack.port}${urlPath}`, { ca, headers, servername: 'localhost' });
+    const ws = new WebSocket(`wss://localhost:${stack.port}${urlPath}`, { ca, headers });
     ws.on('open', () => reject(new Error('WebSocket opened; expected a refusal')));
     ws.on('error', () => {});
     ws.on('unexpected-response', (_req, res) => {

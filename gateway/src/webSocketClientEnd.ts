@@ -17,7 +17,7 @@ export class WebSocketClientEnd implements ClientEnd {
   private upEnded = false;
 
   constructor(private readonly ws: WebSocket) {
-    this.stream = new WebSocketByteStream(ws); (ws as any).__bytes = this.stream;
+    this.stream = new WebSocketByteStream(ws);
     this.stream.on('end', () => {
       this.upEnded = true;
       this.closeIfDone();
