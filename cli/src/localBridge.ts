@@ -28,15 +28,20 @@ export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platfor
   }
   return new Promise((resolve) => {
     let localDone = false;
+    let remoteDone = false;
     let settled = false;
     const settle = (error: CliError | undefined): void => {
       if (settled) return;
       settled = true;
       resolve(error);
     };
+    const maybeDone = (): void => {
+      if (localDone && remoteDone) settle(undefined);
+    };
     const detachUp = pump(local.readable, tunnel.writable, () => {
       localDone = true;
       tunnel.writable.end();
+      maybeDone();
     });
     const detachDown = pump(tunnel.readable, local.writable, () => {});
     tunnel.once('remote-end', (error) => {
@@ -49,16 +54,24 @@ export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platfor
         settle(error);
         return;
       }
+      // Done only once what came from the remote side has been flushed to the local peer.
+      local.writable.once('finish', () => {
+        remoteDone = true;
+        maybeDone();
+      });
       local.end();
-      if (localDone) settle(undefined);
     });
     local.readable.once('error', () => {
       tunnel.cancel();
       settle(undefined);
     });
+    // A local peer that goes away without ending its side has abandoned the stream. (A read-only
+    // side such as stdin closes right after its end; that is not abandonment.)
     local.readable.once('close', () => {
-      if (!localDone) tunnel.cancel();
-      settle(undefined);
+      if (!localDone) {
+        tunnel.cancel();
+        settle(undefined);
+      }
     });
   });
 }

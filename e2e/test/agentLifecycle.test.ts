@@ -1,0 +1,111 @@
+// The programs as users run them: dial-stdio carrying stdin/stdout, and an agent draining on
+// SIGTERM without cutting the streams it carries.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { once } from 'node:events';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { createLogger } from '@slipway/proto';
+import { TunnelClient, type CliError } from '@slipway/cli';
+import { startStack, startEchoServer, spawnManaged, waitFor, REPO_ROOT, SLIPWAY_BIN, type SlipwayStack, type EchoServer } from '@slipway/e2e';
+
+let stack: SlipwayStack;
+let echo: EchoServer;
+
+before(async () => {
+  echo = await startEchoServer();
+  stack = await startStack();
+});
+
+after(async () => {
+  await stack.close();
+  await echo.close();
+});
+
+test('slipway dial-stdio carries stdin to the builder and its answer to stdout', async () => {
+  await stack.startAgent({ agentId: 'stdio-amd64', platform: 'linux/amd64', upstream: `buildkitd:${echo.address}` });
+  const payload = randomBytes(3 * 1024 * 1024);
+  const child = spawn(process.execPath, [SLIPWAY_BIN, 'dial-stdio', '--platform', 'linux/amd64'], {
+    env: { PATH: process.env['PATH'] ?? '', SLIPWAY_GATEWAY: stack.gatewayUrl, SLIPWAY_TOKEN: await stack.clientToken('demo'), SLIPWAY_CA_CERT: stack.caPath },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => chunks.push(c));
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c));
+  child.stdin.end(payload);
+  const [code] = await once(child, 'exit');
+  assert.equal(code, 0, stderr);
+  assert.ok(Buffer.concat(chunks).equals(payload), 'stdout carries exactly what went in');
+});
+
+test('dial-stdio exits non-zero with a clear error when no builder serves the platform', async () => {
+  const child = spawn(process.execPath, [SLIPWAY_BIN, 'dial-stdio', '--platform', 'linux/arm64'], {
+    env: { PATH: process.env['PATH'] ?? '', SLIPWAY_GATEWAY: stack.gatewayUrl, SLIPWAY_TOKEN: await stack.clientToken('demo'), SLIPWAY_CA_CERT: stack.caPath },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c));
+  child.stdin.end('hello');
+  const [code] = await once(child, 'exit');
+  assert.notEqual(code, 0);
+  assert.match(stderr, /no agent for platform linux\/arm64/);
+});
+
+test('an agent drains on SIGTERM: active streams finish, new ones are refused, then it exits 0', async () => {
+  const agentId = 'drainer';
+  const agent = spawnManaged(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'agent/src/main.ts')], {
+    name: 'drainer',
+    cwd: REPO_ROOT,
+    env: {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      SLIPWAY_GATEWAY: stack.gatewayUrl,
+      SLIPWAY_AGENT_TOKEN: await stack.agentToken(agentId),
+      SLIPWAY_AGENT_ID: agentId,
+      SLIPWAY_PLATFORM: 'linux/arm64',
+      SLIPWAY_UPSTREAM: `buildkitd:${echo.address}`,
+      SLIPWAY_CA_CERT: stack.caPath,
+      SLIPWAY_DRAIN_GRACE_MS: '60000',
+    },
+  });
+  const client = new TunnelClient({
+    gatewayUrl: new URL(stack.gatewayUrl),
+    token: await stack.clientToken('demo'),
+    project: undefined,
+    ca: fs.readFileSync(stack.caPath),
+    transport: 'h2',
+    env: {},
+    connectTimeoutMs: 5_000,
+    log: createLogger('t', 'silent'),
+  });
+  try {
+    await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === agentId && l.description !== undefined), 30_000, 'agent registered');
+    const active = await client.open('linux/arm64');
+    const received: Buffer[] = [];
+    active.readable.on('data', (c: Buffer) => received.push(c));
+    active.writable.write('before-drain;');
+    await waitFor(() => Buffer.concat(received).length >= 13, 10_000, 'first echo');
+
+    agent.child.kill('SIGTERM');
+    await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === agentId && l.draining), 10_000, 'gateway sees the agent draining');
+    const refused = await client.open('linux/arm64');
+    refused.writable.end();
+    const [refusal] = (await once(refused, 'remote-end')) as [CliError];
+    assert.equal(refusal.code, 'NO_AGENT');
+    assert.match(refusal.message, /draining/);
+
+    // The stream that was running keeps working to its end.
+    const ended = once(active, 'remote-end') as Promise<[CliError | undefined]>;
+    active.writable.end('after-drain');
+    const [error] = await ended;
+    assert.equal(error, undefined);
+    assert.equal(Buffer.concat(received).toString(), 'before-drain;after-drain');
+    const status = await agent.exited;
+    assert.equal(status.code, 0);
+  } finally {
+    client.close();
+    await agent.stop();
+  }
+});
