@@ -30,7 +30,7 @@ const FLAGS: Record<string, string> = {
   '--upstream': 'SLIPWAY_UPSTREAM',
   '--max-streams': 'SLIPWAY_MAX_STREAMS',
   '--ca-cert': 'SLIPWAY_CA_CERT',
-  '--label': 'SLIPWAY_AGENT_LABELS_LIST',
+  '--label': 'SLIPWAY_AGENT_LABELS',
   '--connect-timeout-ms': 'SLIPWAY_CONNECT_TIMEOUT_MS',
   '--heartbeat-timeout-ms': 'SLIPWAY_HEARTBEAT_TIMEOUT_MS',
   '--reconnect-base-ms': 'SLIPWAY_RECONNECT_BASE_MS',
@@ -49,7 +49,7 @@ export function hostPlatform(arch: string = process.arch): Platform | undefined 
 
 export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig {
   const problems: string[] = [];
-  const e = mergeFlags(env, argv, FLAGS, problems);
+  const e = mergeFlags(env, argv, FLAGS, problems, { repeatable: new Set(['--label']) });
 
   let gatewayUrl = new URL('https://invalid.invalid');
   const rawGateway = e['SLIPWAY_GATEWAY'];
@@ -93,7 +93,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig 
   }
 
   const labels: Record<string, string> = {};
-  for (const pair of (e['SLIPWAY_AGENT_LABELS_LIST'] ?? e['SLIPWAY_AGENT_LABELS'] ?? '').split(',').filter(Boolean)) {
+  for (const pair of (e['SLIPWAY_AGENT_LABELS'] ?? '').split(',').filter(Boolean)) {
     const eq = pair.indexOf('=');
     if (eq <= 0) problems.push(`agent label '${pair}' must be KEY=VALUE`);
     else labels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();

@@ -28,7 +28,7 @@ const FLAGS: Record<string, string> = {
   '--ca-cert': 'SLIPWAY_CA_CERT',
   '--transport': 'SLIPWAY_TRANSPORT',
   '--platform': 'SLIPWAY_PLATFORM',
-  '--listen': 'SLIPWAY_LISTEN_LIST',
+  '--listen': 'SLIPWAY_LISTEN',
   '--connect-timeout-ms': 'SLIPWAY_CONNECT_TIMEOUT_MS',
   '--log-level': 'SLIPWAY_LOG_LEVEL',
 };
@@ -59,7 +59,7 @@ export function parseListen(raw: string, problems: string[]): ListenAddress | un
 
 export function loadConfig(env: Env, argv: readonly string[], needs: { listen: boolean }): CliConfig {
   const problems: string[] = [];
-  const e = mergeFlags(env, argv, FLAGS, problems);
+  const e = mergeFlags(env, argv, FLAGS, problems, { repeatable: new Set(['--listen']) });
   let gatewayUrl = new URL('https://invalid.invalid');
   const rawGateway = e['SLIPWAY_GATEWAY'];
   if (!rawGateway) problems.push('SLIPWAY_GATEWAY (or --gateway) is required, e.g. https://slipway.example.com');
@@ -89,7 +89,7 @@ export function loadConfig(env: Env, argv: readonly string[], needs: { listen: b
   else platform = platformRaw;
   const listen: ListenAddress[] = [];
   if (needs.listen) {
-    const raw = (e['SLIPWAY_LISTEN_LIST'] ?? '').split(',').filter(Boolean);
+    const raw = (e['SLIPWAY_LISTEN'] ?? '').split(',').filter(Boolean);
     if (raw.length === 0) problems.push('--listen is required (unix:///PATH.sock or tcp://127.0.0.1:PORT; repeatable)');
     for (const r of raw) {
       const parsed = parseListen(r, problems);

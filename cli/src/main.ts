@@ -15,7 +15,7 @@ Commands:
 
 Flags (or environment variables):
 ${Object.entries(CLI_FLAGS)
-  .map(([f, v]) => `  ${f.padEnd(24)} ${v.replace(/_LIST$/, '')}`)
+  .map(([f, v]) => `  ${f.padEnd(24)} ${v}`)
   .join('\n')}
 HTTPS_PROXY / NO_PROXY are honoured (HTTP CONNECT).`;
 

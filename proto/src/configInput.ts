@@ -4,14 +4,16 @@
 
 export type Env = Record<string, string | undefined>;
 
-export function mergeFlags(
-  env: Env,
-  argv: readonly string[],
-  flags: Record<string, string>,
-  problems: string[],
-  booleanFlags: ReadonlySet<string> = new Set(),
-): Env {
+export interface FlagKinds {
+  // Flags that take no value.
+  boolean?: ReadonlySet<string>;
+  // Flags that may be given more than once; their values join with commas.
+  repeatable?: ReadonlySet<string>;
+}
+
+export function mergeFlags(env: Env, argv: readonly string[], flags: Record<string, string>, problems: string[], kinds: FlagKinds = {}): Env {
   const merged: Env = { ...env };
+  const fromFlags = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
@@ -21,13 +23,18 @@ export function mergeFlags(
       problems.push(`unknown flag '${flag}'; expected one of ${Object.keys(flags).join(', ')}`);
       continue;
     }
-    if (booleanFlags.has(flag) && eq < 0) {
+    if (kinds.boolean?.has(flag) && eq < 0) {
       merged[name] = 'true';
       continue;
     }
     const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
-    if (value === undefined) problems.push(`flag ${flag} needs a value`);
-    else merged[name] = merged[name] !== undefined && name.endsWith('_LIST') ? `${merged[name]},${value}` : value;
+    if (value === undefined) {
+      problems.push(`flag ${flag} needs a value`);
+      continue;
+    }
+    // A flag replaces what the environment said; a repeated flag adds to what flags said.
+    merged[name] = kinds.repeatable?.has(flag) && fromFlags.has(name) ? `${merged[name]},${value}` : value;
+    fromFlags.add(name);
   }
   return merged;
 }
