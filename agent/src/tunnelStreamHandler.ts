@@ -1,6 +1,6 @@
 import http2, { type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type net from 'node:net';
-import { Header, WireErrorHttpStatus, pump, type Logger } from '@slipway/proto';
+import { Header, STREAM_END_CLEAN, WireErrorHttpStatus, pump, type Logger } from '@slipway/proto';
 import { AgentError, toAgentError, wireCodeOf } from './agentError.js';
 import type { Upstream } from './upstream.js';
 
@@ -69,7 +69,7 @@ export class TunnelStreamHandler {
       socket.destroy();
       return;
     }
-    let trailers: Record<string, string> = {};
+    let trailers: Record<string, string> = { [Header.streamEnd]: STREAM_END_CLEAN };
     let upDone = false;
     let downDone = false;
     const finishIfDone = (): void => {

@@ -1,5 +1,5 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
-import { Header, TUNNEL_PATH } from '@slipway/proto';
+import { Header, STREAM_END_CLEAN, TUNNEL_PATH } from '@slipway/proto';
 import { CliError } from './cliError.js';
 import { TunnelStreamBase, tunnelError, type TunnelStream } from './tunnelStream.js';
 
@@ -16,6 +16,7 @@ export class Http2TunnelStream extends TunnelStreamBase implements TunnelStream 
   readonly stream: ClientHttp2Stream;
   private accepted = false;
   private failure: CliError | undefined;
+  private endedCleanly = false;
 
   constructor(session: ClientHttp2Session, headers: TunnelRequestHeaders) {
     super();
@@ -55,10 +56,13 @@ export class Http2TunnelStream extends TunnelStreamBase implements TunnelStream 
     this.stream.on('trailers', (t) => {
       if (t[Header.errorCode] !== undefined) {
         this.failure = tunnelError(String(t[Header.errorCode]), String(t[Header.errorMessage] ?? 'tunnel failed'), true);
-      }
+      } else if (t[Header.streamEnd] === STREAM_END_CLEAN) this.endedCleanly = true;
     });
     this.stream.on('end', () => {
-      if (this.accepted) this.remoteEnd(this.failure);
+      if (!this.accepted) return;
+      this.remoteEnd(
+        this.failure ?? (this.endedCleanly ? undefined : new CliError('TUNNEL_FAILED', 'tunnel stream was cut off before it ended (the gateway connection was lost)')),
+      );
     });
     this.stream.on('close', () => {
       if (!this.stream.readableEnded) {

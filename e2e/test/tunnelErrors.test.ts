@@ -296,3 +296,33 @@ describe('an agent that is killed', () => {
     }
   });
 });
+
+describe('a gateway that goes away mid-stream', () => {
+  test('the client sees the stream fail, never a clean end-of-stream', async () => {
+    const s = await startStack();
+    try {
+      await s.startAgent({ agentId: 'bystander', platform: 'linux/amd64', upstream: `buildkitd:${echo.address}` });
+      const client = new TunnelClient({
+        gatewayUrl: new URL(s.gatewayUrl),
+        token: await s.clientToken('demo'),
+        project: undefined,
+        ca: fs.readFileSync(s.caPath),
+        transport: 'h2',
+        env: {},
+        connectTimeoutMs: 5_000,
+        log: createLogger('t', 'silent'),
+      });
+      const tunnel = await client.open('linux/amd64');
+      tunnel.readable.resume();
+      await once(tunnel, 'open');
+      const ended = once(tunnel, 'remote-end') as Promise<[CliError | undefined]>;
+      await s.gateway.close(0);
+      const [error] = await ended;
+      assert.ok(error, 'the stream ended with an error');
+      assert.match(error.code, /TUNNEL_FAILED|AGENT_LOST/);
+      client.close();
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import http2, { type ServerHttp2Stream } from 'node:http2';
-import { Header, WireErrorHttpStatus } from '@slipway/proto';
+import { Header, STREAM_END_CLEAN, WireErrorHttpStatus } from '@slipway/proto';
 import { wireCodeOf, type GatewayError } from './gatewayError.js';
 import type { ClientEnd } from './tunnelSplice.js';
 
@@ -28,7 +28,7 @@ export function refuseHttp2(stream: ServerHttp2Stream, error: GatewayError): voi
 // A tunnel carried by one HTTP/2 stream: request body up, response body down, and the end of the
 // response body carries trailers that say whether the agent's side ended cleanly.
 export class Http2ClientEnd implements ClientEnd {
-  private trailers: Record<string, string> = {};
+  private trailers: Record<string, string> = { [Header.streamEnd]: STREAM_END_CLEAN };
 
   constructor(private readonly stream: ServerHttp2Stream) {}
 

@@ -1,6 +1,6 @@
 import http2, { type ClientHttp2Stream } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
-import { Header, isWireErrorCode, pump } from '@slipway/proto';
+import { Header, STREAM_END_CLEAN, isWireErrorCode, pump } from '@slipway/proto';
 import { GatewayError } from './gatewayError.js';
 import type { AgentLink } from './agentLink.js';
 
@@ -39,6 +39,7 @@ export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: 
     let downDone = false;
     let settled = false;
     let trailerError: GatewayError | undefined;
+    let endedCleanly = false;
     let bytesUp = 0;
     let bytesDown = 0;
     const detach: Array<() => void> = [];
@@ -96,6 +97,12 @@ export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: 
             failFromAgent(trailerError);
             return;
           }
+          if (!endedCleanly) {
+            // The agent always ends with trailers; a body that stops without them means the
+            // link went down under it, whether or not the link has noticed yet.
+            failFromAgent(new GatewayError('AGENT_LOST', `agent ${link.agentId} was lost: its stream was cut off before it ended`));
+            return;
+          }
           downDone = true;
           client.finish();
           maybeDone();
@@ -104,6 +111,7 @@ export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: 
     });
     agentStream.on('trailers', (trailers) => {
       if (trailers[Header.errorCode] !== undefined) trailerError = agentError(trailers, 'upstream failed');
+      else if (trailers[Header.streamEnd] === STREAM_END_CLEAN) endedCleanly = true;
     });
     const lost = (detail: string): GatewayError =>
       link.closed ? new GatewayError('AGENT_LOST', `agent ${link.agentId} was lost: ${detail}`) : new GatewayError('UPSTREAM_FAILED', detail);

@@ -2,6 +2,7 @@
 // TUNNEL.md beside this package is the prose version; keep the two in step.
 
 export const TUNNEL_PATH = '/v1/tunnel';
+export const STREAM_END_CLEAN = 'clean';
 export const AGENT_CONNECT_PATH = '/v1/agent/connect';
 export const AGENT_STREAM_PATH = '/v1/streams';
 export const AGENT_UPGRADE_PROTOCOL = 'slipway-agent/1';
@@ -19,6 +20,9 @@ export const Header = {
   agentId: 'slipway-agent-id',
   agentPlatform: 'slipway-agent-platform',
   agentVersion: 'slipway-agent-version',
+  // Every tunnel response body ends with trailers: this one when the far side ended cleanly, the
+  // two below when it failed. A body that ends with neither was cut off (a peer or link died).
+  streamEnd: 'slipway-stream-end',
   // Trailers (or, before any data, response headers) that explain why a stream failed.
   errorCode: 'slipway-error',
   errorMessage: 'slipway-error-message',
