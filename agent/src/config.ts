@@ -1,6 +1,6 @@
 import os from 'node:os';
 import fs from 'node:fs';
-import { mergeFlags, readInt, readEnum, LogLevels, isPlatform, Platforms, type Env, type LogLevel, type Platform } from '@slipway/proto';
+import { mergeFlags, readHttpsUrl, readInt, readEnum, LogLevels, isPlatform, Platforms, type Env, type LogLevel, type Platform } from '@slipway/proto';
 import { AgentError, toAgentError } from './agentError.js';
 import { parseUpstream, type Upstream } from './upstream.js';
 
@@ -51,17 +51,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig 
   const problems: string[] = [];
   const e = mergeFlags(env, argv, FLAGS, problems, { repeatable: new Set(['--label']) });
 
-  let gatewayUrl = new URL('https://invalid.invalid');
-  const rawGateway = e['SLIPWAY_GATEWAY'];
-  if (!rawGateway) problems.push('SLIPWAY_GATEWAY is required (e.g. https://gateway.example.com)');
-  else {
-    try {
-      gatewayUrl = new URL(rawGateway);
-      if (gatewayUrl.protocol !== 'https:') problems.push(`SLIPWAY_GATEWAY must be an https:// URL; got '${rawGateway}'`);
-    } catch {
-      problems.push(`SLIPWAY_GATEWAY must be a URL like https://gateway.example.com; got '${rawGateway}'`);
-    }
-  }
+  const gatewayUrl = readHttpsUrl(e, 'SLIPWAY_GATEWAY', '--gateway', problems);
 
   let token = e['SLIPWAY_AGENT_TOKEN'] ?? '';
   const tokenFile = e['SLIPWAY_AGENT_TOKEN_FILE'];

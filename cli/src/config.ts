@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { Platforms, isPlatform, mergeFlags, readEnum, readInt, LogLevels, type Env, type LogLevel, type Platform } from '@slipway/proto';
+import { Platforms, isPlatform, mergeFlags, readHttpsUrl, readEnum, readInt, LogLevels, type Env, type LogLevel, type Platform } from '@slipway/proto';
 import { CliError } from './cliError.js';
 
 export const Transports = ['auto', 'h2', 'websocket'] as const;
@@ -60,17 +60,7 @@ export function parseListen(raw: string, problems: string[]): ListenAddress | un
 export function loadConfig(env: Env, argv: readonly string[], needs: { listen: boolean }): CliConfig {
   const problems: string[] = [];
   const e = mergeFlags(env, argv, FLAGS, problems, { repeatable: new Set(['--listen']) });
-  let gatewayUrl = new URL('https://invalid.invalid');
-  const rawGateway = e['SLIPWAY_GATEWAY'];
-  if (!rawGateway) problems.push('SLIPWAY_GATEWAY (or --gateway) is required, e.g. https://slipway.example.com');
-  else {
-    try {
-      gatewayUrl = new URL(rawGateway);
-      if (gatewayUrl.protocol !== 'https:') problems.push(`SLIPWAY_GATEWAY must be an https:// URL; got '${rawGateway}'`);
-    } catch {
-      problems.push(`SLIPWAY_GATEWAY must be a URL like https://slipway.example.com; got '${rawGateway}'`);
-    }
-  }
+  const gatewayUrl = readHttpsUrl(e, 'SLIPWAY_GATEWAY', '--gateway', problems);
   const token = e['SLIPWAY_TOKEN'] ?? '';
   if (!token) problems.push('SLIPWAY_TOKEN (or --token) is required');
   let ca: Buffer | undefined;

@@ -45,3 +45,4 @@ export * from './slipwayStack.js';
 export * from './echoServer.js';
 export * from './tunnelProbe.js';
 export * from './cliProcess.js';
+export * from './testTunnelClient.js';

@@ -6,10 +6,8 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import { createLogger } from '@slipway/proto';
-import { TunnelClient, type CliError } from '@slipway/cli';
-import { startStack, startEchoServer, spawnManaged, waitFor, REPO_ROOT, SLIPWAY_BIN, type SlipwayStack, type EchoServer } from '@slipway/e2e';
+import type { CliError } from '@slipway/cli';
+import { startStack, startEchoServer, spawnManaged, waitFor, REPO_ROOT, SLIPWAY_BIN, tunnelClientFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
 
 let stack: SlipwayStack;
 let echo: EchoServer;
@@ -70,16 +68,7 @@ test('an agent drains on SIGTERM: active streams finish, new ones are refused, t
       SLIPWAY_DRAIN_GRACE_MS: '60000',
     },
   });
-  const client = new TunnelClient({
-    gatewayUrl: new URL(stack.gatewayUrl),
-    token: await stack.clientToken('demo'),
-    project: undefined,
-    ca: fs.readFileSync(stack.caPath),
-    transport: 'h2',
-    env: {},
-    connectTimeoutMs: 5_000,
-    log: createLogger('t', 'silent'),
-  });
+  const client = await tunnelClientFor(stack, { transport: 'h2' });
   try {
     await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === agentId && l.description !== undefined), 30_000, 'agent registered');
     const active = await client.open('linux/arm64');

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { createLogger } from '@slipway/proto';
 import { TunnelClient, LocalProxy } from '@slipway/cli';
-import { startStack, startEchoServer, echoRoundTrip, connectUnix, readAll, waitFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
+import { startStack, startEchoServer, echoRoundTrip, connectUnix, readAll, waitFor, tunnelClientFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
 
 const log = createLogger('test-cli', 'silent');
 let stack: SlipwayStack;
@@ -27,26 +27,30 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function proxyFor(transport: 'h2' | 'websocket', name: string, token?: string): Promise<{ proxy: LocalProxy; client: TunnelClient; sock: string }> {
-  const client = new TunnelClient({
-    gatewayUrl: new URL(stack.gatewayUrl),
-    token: token ?? (await stack.clientToken('demo')),
-    project: 'demo',
-    ca: fs.readFileSync(stack.caPath),
-    transport,
-    env: {},
-    connectTimeoutMs: 5_000,
-    log,
-  });
-  const proxy = new LocalProxy(client, 'linux/amd64', log);
+async function proxyFor(
+  s: SlipwayStack,
+  transport: 'h2' | 'websocket',
+  name: string,
+  platform: 'linux/amd64' | 'linux/arm64' = 'linux/amd64',
+): Promise<{ proxy: LocalProxy; client: TunnelClient; sock: string; close(): Promise<void> }> {
+  const client = await tunnelClientFor(s, { transport, project: 'demo' });
+  const proxy = new LocalProxy(client, platform, log);
   const sock = path.join(dir, `${name}.sock`);
   await proxy.listen({ kind: 'unix', path: sock });
-  return { proxy, client, sock };
+  return {
+    proxy,
+    client,
+    sock,
+    close: async () => {
+      await proxy.close();
+      client.close();
+    },
+  };
 }
 
 for (const transport of ['h2', 'websocket'] as const) {
   test(`1 GiB each way through one ${transport} stream arrives intact`, async () => {
-    const { proxy, client, sock } = await proxyFor(transport, `big-${transport}`);
+    const { client, sock, close } = await proxyFor(stack, transport, `big-${transport}`);
     try {
       const socket = await connectUnix(sock);
       const result = await echoRoundTrip(socket, 1024 * 1024 * 1024);
@@ -54,14 +58,13 @@ for (const transport of ['h2', 'websocket'] as const) {
       assert.equal(result.received, result.sent);
       assert.equal(client.transport, transport);
     } finally {
-      await proxy.close();
-      client.close();
+      await close();
     }
   });
 }
 
 test('500 concurrent streams through one agent all arrive intact', async () => {
-  const { proxy, client, sock } = await proxyFor('h2', 'many');
+  const { sock, close } = await proxyFor(stack, 'h2', 'many');
   try {
     const results = await Promise.all(
       Array.from({ length: 500 }, async () => {
@@ -74,8 +77,7 @@ test('500 concurrent streams through one agent all arrive intact', async () => {
       assert.equal(r.received, r.sent);
     }
   } finally {
-    await proxy.close();
-    client.close();
+    await close();
   }
 });
 
@@ -106,19 +108,7 @@ for (const transport of ['h2', 'websocket'] as const) {
     const s = await startStack();
     try {
       await s.startAgent({ agentId: 'greeter', platform: 'linux/arm64', upstream: `buildkitd:${greeter.address}` });
-      const client = new TunnelClient({
-        gatewayUrl: new URL(s.gatewayUrl),
-        token: await s.clientToken('demo'),
-        project: undefined,
-        ca: fs.readFileSync(s.caPath),
-        transport,
-        env: {},
-        connectTimeoutMs: 5_000,
-        log,
-      });
-      const proxy = new LocalProxy(client, 'linux/arm64', log);
-      const sock = path.join(dir, `half-${transport}.sock`);
-      await proxy.listen({ kind: 'unix', path: sock });
+      const { sock, close } = await proxyFor(s, transport, `half-${transport}`, 'linux/arm64');
       const socket = await connectUnix(sock);
       // Upstream -> client half-close: the greeting arrives, then end-of-stream, while our side is open.
       const greeting = await readAll(socket);
@@ -128,8 +118,7 @@ for (const transport of ['h2', 'websocket'] as const) {
       const payload = Buffer.alloc(3 * 1024 * 1024, 7);
       socket.end(payload);
       assert.equal(await greeter.received, createHash('sha256').update(payload).digest('hex'));
-      await proxy.close();
-      client.close();
+      await close();
     } finally {
       await s.close();
       await greeter.close();
@@ -143,23 +132,10 @@ test('the agent reconnects after the gateway restarts and service resumes', asyn
     await s.startAgent({ agentId: 'phoenix', platform: 'linux/amd64', upstream: `buildkitd:${echo.address}` });
     await s.restartGateway();
     await waitFor(() => s.gateway.pool.list().some((l) => l.agentId === 'phoenix' && l.description !== undefined), 15_000, 'agent re-registered');
-    const client = new TunnelClient({
-      gatewayUrl: new URL(s.gatewayUrl),
-      token: await s.clientToken('demo'),
-      project: 'demo',
-      ca: fs.readFileSync(s.caPath),
-      transport: 'h2',
-      env: {},
-      connectTimeoutMs: 5_000,
-      log,
-    });
-    const proxy = new LocalProxy(client, 'linux/amd64', log);
-    const sock = path.join(dir, 'phoenix.sock');
-    await proxy.listen({ kind: 'unix', path: sock });
+    const { sock, close } = await proxyFor(s, 'h2', 'phoenix');
     const r = await echoRoundTrip(await connectUnix(sock), 1024 * 1024);
     assert.equal(r.received, r.sent);
-    await proxy.close();
-    client.close();
+    await close();
   } finally {
     await s.close();
   }

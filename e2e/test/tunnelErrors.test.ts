@@ -8,14 +8,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import { WebSocket } from 'ws';
-import { createLogger, TUNNEL_PATH, AGENT_CONNECT_PATH } from '@slipway/proto';
-import { TunnelClient, type CliError } from '@slipway/cli';
+import { TUNNEL_PATH, AGENT_CONNECT_PATH } from '@slipway/proto';
+import type { CliError } from '@slipway/cli';
 import {
   startStack,
   startEchoServer,
   spawnManaged,
   REPO_ROOT,
   waitFor,
+  tunnelClientFor,
   type SlipwayStack,
   type EchoServer,
 } from '@slipway/e2e';
@@ -214,16 +215,7 @@ describe('agent connections that must be refused', () => {
 
 describe('the CLI maps refusals to its own error codes', () => {
   test('NO_AGENT for a platform nobody serves', async () => {
-    const client = new TunnelClient({
-      gatewayUrl: new URL(stack.gatewayUrl),
-      token: await stack.clientToken('demo'),
-      project: undefined,
-      ca,
-      transport: 'h2',
-      env: {},
-      connectTimeoutMs: 5_000,
-      log: createLogger('t', 'silent'),
-    });
+    const client = await tunnelClientFor(stack, { transport: 'h2' });
     const tunnel = await client.open('linux/arm64');
     tunnel.writable.end();
     const [error] = (await once(tunnel, 'remote-end')) as [CliError];
@@ -232,16 +224,7 @@ describe('the CLI maps refusals to its own error codes', () => {
     client.close();
   });
   test('TLS_FAILED naming the issuer when the CA is not trusted', async () => {
-    const client = new TunnelClient({
-      gatewayUrl: new URL(stack.gatewayUrl),
-      token: await stack.clientToken('demo'),
-      project: undefined,
-      ca: Buffer.from(stack.pki.unrelatedCa.certPem),
-      transport: 'auto',
-      env: {},
-      connectTimeoutMs: 5_000,
-      log: createLogger('t', 'silent'),
-    });
+    const client = await tunnelClientFor(stack, { transport: 'auto', ca: Buffer.from(stack.pki.unrelatedCa.certPem) });
     await assert.rejects(client.open('linux/amd64'), (err: CliError) => err.code === 'TLS_FAILED' && /issued by/.test(err.message));
     client.close();
   });
@@ -265,16 +248,7 @@ describe('an agent that is killed', () => {
     });
     try {
       await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === agentId && l.description !== undefined), 30_000, 'agent registered');
-      const client = new TunnelClient({
-        gatewayUrl: new URL(stack.gatewayUrl),
-        token: await stack.clientToken('demo'),
-        project: undefined,
-        ca,
-        transport: 'h2',
-        env: {},
-        connectTimeoutMs: 5_000,
-        log: createLogger('t', 'silent'),
-      });
+      const client = await tunnelClientFor(stack, { transport: 'h2' });
       const tunnel = await client.open('linux/arm64');
       tunnel.readable.resume();
       await once(tunnel, 'open');
@@ -302,16 +276,7 @@ describe('a gateway that goes away mid-stream', () => {
     const s = await startStack();
     try {
       await s.startAgent({ agentId: 'bystander', platform: 'linux/amd64', upstream: `buildkitd:${echo.address}` });
-      const client = new TunnelClient({
-        gatewayUrl: new URL(s.gatewayUrl),
-        token: await s.clientToken('demo'),
-        project: undefined,
-        ca: fs.readFileSync(s.caPath),
-        transport: 'h2',
-        env: {},
-        connectTimeoutMs: 5_000,
-        log: createLogger('t', 'silent'),
-      });
+      const client = await tunnelClientFor(s, { transport: 'h2' });
       const tunnel = await client.open('linux/amd64');
       tunnel.readable.resume();
       await once(tunnel, 'open');

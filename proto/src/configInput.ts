@@ -76,3 +76,20 @@ export function parseHostPort(raw: string, name: string, defaultHost: string, pr
   }
   return { host: match[1] ?? (match[2] || defaultHost), port };
 }
+
+// An https:// URL (the gateway's address), required.
+export function readHttpsUrl(env: Env, name: string, flag: string, problems: string[]): URL {
+  const raw = env[name];
+  if (!raw) {
+    problems.push(`${name} (or ${flag}) is required, e.g. https://slipway.example.com`);
+    return new URL('https://invalid.invalid');
+  }
+  try {
+    const url = new URL(raw);
+    if (url.protocol !== 'https:') problems.push(`${name} must be an https:// URL; got '${raw}'`);
+    return url;
+  } catch {
+    problems.push(`${name} must be a URL like https://slipway.example.com; got '${raw}'`);
+    return new URL('https://invalid.invalid');
+  }
+}
