@@ -25,6 +25,12 @@ export interface BenchConfig {
   logLevel: LogLevel;
   /** Print every child's output as it comes. */
   verbose: boolean;
+  /**
+   * The environment every child process starts from: only what a program needs to run. Nothing
+   * of the caller's SLIPWAY_* or proxy settings (a sourced dev.env or an HTTPS_PROXY would change
+   * what is measured).
+   */
+  childBaseEnv: Record<string, string>;
 }
 
 const FLAGS: Record<string, string> = {
@@ -66,6 +72,9 @@ export function loadConfig(env: Env, argv: readonly string[]): BenchConfig {
     resultsDir: path.resolve(out),
     logLevel: readEnum(e, 'SLIPWAY_BENCH_LOG_LEVEL', LogLevels, 'warn', problems),
     verbose: readBool(e, 'SLIPWAY_BENCH_VERBOSE', false, problems),
+    childBaseEnv: Object.fromEntries(
+      ['PATH', 'HOME', 'TMPDIR', 'LANG'].flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]!] as const])),
+    ),
   };
   if (problems.length > 0) throw new BenchError('CONFIG_INVALID', `invalid bench configuration:\n  - ${problems.join('\n  - ')}`);
   return config;
