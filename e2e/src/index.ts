@@ -46,3 +46,4 @@ export * from './echoServer.js';
 export * from './tunnelProbe.js';
 export * from './cliProcess.js';
 export * from './testTunnelClient.js';
+export * from './squid.js';

@@ -10,10 +10,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { CliError, type CliErrorCode } from '../src/cliError.js';
-import { dialGateway, dialThroughProxy, MAX_PROXY_RESPONSE_HEAD_BYTES } from '../src/connectTunnel.js';
-import { proxyFor } from '../src/proxySettings.js';
-import { startSquid, type Squid } from './helpers/squid.js';
+import { CliError, type CliErrorCode } from '../../cli/src/cliError.js';
+import { dialGateway, dialThroughProxy, MAX_PROXY_RESPONSE_HEAD_BYTES } from '../../cli/src/connectTunnel.js';
+import { proxyFor } from '../../cli/src/proxySettings.js';
+import { startSquid, type Squid } from '../src/squid.js';
 
 const USER = 'alice';
 const PASSWORD = 'p@ss:w0rd/ü';
