@@ -131,11 +131,23 @@ export class Agent extends EventEmitter<{ connected: []; disconnected: [string] 
         reason = err.message;
       });
       this.lastPingAtMs = Date.now();
+      // Evidence of life: the gateway's gRPC pings, and acks of HTTP/2 PING frames we send
+      // ourselves (not flow-controlled, so busy streams cannot hold them back).
+      let pingOutstanding = false;
       const watchdog = setInterval(() => {
         const silentMs = Date.now() - this.lastPingAtMs;
         if (silentMs > this.config.heartbeatTimeoutMs) {
           reason = `no heartbeat from the gateway for ${silentMs} ms (limit ${this.config.heartbeatTimeoutMs} ms)`;
           socket.destroy();
+          return;
+        }
+        const session = this.session;
+        if (session && !session.destroyed && !pingOutstanding) {
+          pingOutstanding = true;
+          session.ping((err) => {
+            pingOutstanding = false;
+            if (!err) this.lastPingAtMs = Date.now();
+          });
         }
       }, Math.max(50, Math.floor(this.config.heartbeatTimeoutMs / 4)));
       socket.once('close', () => {

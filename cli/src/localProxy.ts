@@ -65,7 +65,10 @@ export class LocalProxy {
         readable: socket,
         writable: socket,
         end: () => socket.end(),
-        destroy: () => socket.destroy(),
+        // A plain close would look like a clean end-of-stream to the local peer; on TCP a reset
+        // says the stream failed. (Unix sockets have no reset: the peer sees EOF, and the failure
+        // is on stderr.)
+        destroy: () => (socket.remoteFamily ? socket.resetAndDestroy() : socket.destroy()),
       },
       this.client,
       this.platform,

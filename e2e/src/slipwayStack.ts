@@ -43,8 +43,10 @@ export async function startStack(options: { heartbeatIntervalMs?: number; heartb
       tls: { key: pki.serverKeyPem, cert: pki.serverCertPem },
       auth: verifier,
       parseBearer,
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 500,
-      heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 3_000,
+      // Everything shares one process (and two cores) in these tests: a timeout much shorter than
+      // production's 15 s would mistake a busy event loop for a dead peer.
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000,
+      heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 10_000,
       agentDescribeTimeoutMs: 5_000,
       maxHeaderBytes: 16 * 1024,
       log: createLogger('gateway', quiet),
@@ -76,7 +78,7 @@ export async function startStack(options: { heartbeatIntervalMs?: number; heartb
           SLIPWAY_UPSTREAM: spec.upstream,
           SLIPWAY_CA_CERT: caPath,
           SLIPWAY_MAX_STREAMS: String(spec.maxStreams ?? 1024),
-          SLIPWAY_HEARTBEAT_TIMEOUT_MS: String(spec.heartbeatTimeoutMs ?? 3_000),
+          SLIPWAY_HEARTBEAT_TIMEOUT_MS: String(spec.heartbeatTimeoutMs ?? 10_000),
           SLIPWAY_RECONNECT_BASE_MS: '50',
           SLIPWAY_RECONNECT_MAX_MS: '500',
           SLIPWAY_DRAIN_GRACE_MS: '2000',

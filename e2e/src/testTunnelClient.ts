@@ -16,6 +16,6 @@ export async function tunnelClientFor(
     transport: options.transport ?? 'h2',
     env: options.env ?? {},
     connectTimeoutMs: 5_000,
-    log: createLogger('test-cli', 'silent'),
+    log: createLogger('test-cli', process.env['SLIPWAY_TEST_VERBOSE'] === '1' ? 'debug' : 'silent'),
   });
 }

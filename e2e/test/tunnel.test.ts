@@ -9,7 +9,7 @@ import { createLogger } from '@slipway/proto';
 import { TunnelClient, LocalProxy } from '@slipway/cli';
 import { startStack, startEchoServer, echoRoundTrip, connectUnix, readAll, waitFor, tunnelClientFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
 
-const log = createLogger('test-cli', 'silent');
+const log = createLogger('test-cli', process.env['SLIPWAY_TEST_VERBOSE'] === '1' ? 'debug' : 'silent');
 let stack: SlipwayStack;
 let echo: EchoServer;
 let dir: string;

@@ -94,8 +94,15 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
     this.startHeartbeat();
   }
 
+  // Liveness rides on HTTP/2 PING frames: they are not flow-controlled and nghttp2 sends them
+  // ahead of queued DATA, so hundreds of busy streams cannot delay them the way they delay any
+  // stream's messages (a round of one frame per stream can take seconds on a loaded link). They
+  // travel inside the upgraded connection, so to any proxy on the way they are payload, like
+  // everything else. The gRPC Heartbeat carries the agent's load and draining state, and its
+  // messages count as signs of life too.
   private startHeartbeat(): void {
     this.lastPongAtMs = Date.now();
+    let pingOutstanding = false;
     this.heartbeat = bidiCall(this.session, agentControlMethods().heartbeat, {
       onMessage: (pong: Pong) => {
         this.lastPongAtMs = Date.now();
@@ -112,6 +119,13 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
         return;
       }
       this.heartbeat?.send({ seq: ++this.seq, sentUnixMs: Date.now() });
+      if (!pingOutstanding && !this.session.destroyed) {
+        pingOutstanding = true;
+        this.session.ping((err) => {
+          pingOutstanding = false;
+          if (!err) this.lastPongAtMs = Date.now();
+        });
+      }
     };
     tick();
     this.heartbeatTimer = setInterval(tick, this.options.heartbeatIntervalMs);

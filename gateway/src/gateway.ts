@@ -1,5 +1,5 @@
-import http2, { type Http2SecureServer, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
-import type { IncomingMessage } from 'node:http';
+import http2, { type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
@@ -9,6 +9,8 @@ import {
   AGENT_UPGRADE_PROTOCOL,
   FlowControl,
   Header,
+  SocketDuplex,
+  sessionReadAllowance,
   TUNNEL_PATH,
   WireErrorHttpStatus,
   http2Settings,
@@ -67,7 +69,7 @@ export class Gateway {
   readonly metrics: GatewayMetrics;
   private readonly tunnels: TunnelService;
   private readonly app: FastifyInstance;
-  private server!: Http2SecureServer;
+  private server!: tls.Server;
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
   private readonly connections = new Set<Duplex>();
   private draining = false;
@@ -97,51 +99,59 @@ export class Gateway {
     });
   }
 
-  private createServer(fastifyHandler: (req: unknown, res: unknown) => void): Http2SecureServer {
-    const server = http2.createSecureServer({
-      key: this.options.tls.key,
-      cert: this.options.tls.cert,
-      allowHTTP1: true,
-      ALPNProtocols: ['h2', 'http/1.1'],
-      // AES-128-GCM first: as safe for this use and markedly cheaper per byte than AES-256, and
-      // every byte of every build crosses two TLS legs on the gateway.
-      ciphers: `TLS_AES_128_GCM_SHA256:${tls.DEFAULT_CIPHERS}`,
-      honorCipherOrder: true,
+  // The gateway terminates TLS itself and hands each connection to an HTTP/2 or an HTTP/1.1
+  // server by ALPN. HTTP/2 connections go through SocketDuplex, which keeps reading while the
+  // session writes: a Node session otherwise stops reading whenever it has a write in progress,
+  // which stalls the pipeline and, with bulk data both ways, can deadlock (see socketDuplex.ts).
+  private createServer(fastifyHandler: (req: unknown, res: unknown) => void): tls.Server {
+    const h2 = http2.createServer({
       settings: { ...http2Settings(), maxHeaderListSize: this.options.maxHeaderBytes },
       maxSessionMemory: FlowControl.maxSessionMemoryMiB,
       maxHeaderListPairs: 128,
     });
-    // The HTTP/1.1 parser reads its header limit from the server object; over it, Node answers 431.
-    (server as unknown as { maxHeaderSize: number }).maxHeaderSize = this.options.maxHeaderBytes;
-    server.on('request', fastifyHandler);
+    h2.on('request', fastifyHandler);
     // Registering 'request' made Node add its compatibility 'stream' listener. Tunnel streams
     // must not pass through it (it would buffer and pause them), so it is wrapped: tunnels are
     // taken here, everything else goes on to the compatibility layer and fastify.
-    const compat = server.listeners('stream') as Array<(...args: unknown[]) => void>;
-    server.removeAllListeners('stream');
-    server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    const compat = h2.listeners('stream') as Array<(...args: unknown[]) => void>;
+    h2.removeAllListeners('stream');
+    h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
       stream.on('error', () => {});
       if (headers[':path'] === TUNNEL_PATH) {
         this.handleHttp2Tunnel(stream, headers, rawHeaders);
         return;
       }
-      for (const listener of compat) listener.call(server, stream, headers, flags, rawHeaders);
+      for (const listener of compat) listener.call(h2, stream, headers, flags, rawHeaders);
     });
-    server.on('session', (session) => {
+    h2.on('session', (session) => {
       session.on('error', () => {});
       // Node leaves the session-level receive window at 64 KiB whatever the settings say.
       session.on('localSettings', () => {
         if (!session.destroyed) session.setLocalWindowSize(FlowControl.sessionWindowBytes);
       });
     });
-    server.on('secureConnection', (socket) => {
+    // Over its header limit, the HTTP/1.1 parser answers 431 by itself.
+    const h1 = http.createServer({ maxHeaderSize: this.options.maxHeaderBytes }, fastifyHandler);
+    h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
+
+    const server = tls.createServer({
+      key: this.options.tls.key,
+      cert: this.options.tls.cert,
+      ALPNProtocols: ['h2', 'http/1.1'],
+      // AES-128-GCM first: as safe for this use and markedly cheaper per byte than AES-256, and
+      // every byte of every build crosses two TLS legs on the gateway.
+      ciphers: `TLS_AES_128_GCM_SHA256:${tls.DEFAULT_CIPHERS}`,
+      honorCipherOrder: true,
+    });
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
       socket.on('error', () => {});
       socket.setNoDelay(true);
       this.connections.add(socket);
       socket.once('close', () => this.connections.delete(socket));
+      if (socket.alpnProtocol === 'h2') h2.emit('connection', new SocketDuplex(socket, sessionReadAllowance(FlowControl.sessionWindowBytes)));
+      else h1.emit('connection', socket);
     });
     server.on('tlsClientError', (err) => this.options.log.debug('TLS handshake failed', { reason: err.message }));
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
     this.server = server;
     return server;
   }

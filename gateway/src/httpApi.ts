@@ -1,9 +1,9 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { Http2SecureServer } from 'node:http2';
+import type tls from 'node:tls';
 import type { MetricsRegistry } from './metrics.js';
 
 export interface HttpApiOptions {
-  serverFactory: (handler: (req: never, res: never) => void) => Http2SecureServer;
+  serverFactory: (handler: (req: never, res: never) => void) => tls.Server;
   metrics: MetricsRegistry;
   isReady: () => { ready: boolean; reason: string };
   maxHeaderBytes: number;

@@ -89,13 +89,14 @@ export function wireCodeForWsClose(code: number): WireErrorCode | undefined {
 export const WS_EOF = Buffer.alloc(0);
 
 // Flow control. Node's HTTP/2 default is a 64 KiB window per stream and per session, which caps a
-// stream at 64 KiB per round trip: 6 MB/s at 10 ms. A 16 MiB stream window fills a 100 ms path at
-// 1.3 Gbit/s; the session window lets several such streams run at once. The session window also
-// bounds what SocketDuplex may have to buffer, so it is not made larger than it needs to be.
+// stream at 64 KiB per round trip: 6 MB/s at 10 ms. An 8 MiB stream window fills a 100 ms path at
+// 670 Mbit/s; the session window lets several such streams run at once. The session window also
+// bounds what SocketDuplex may have to buffer, and everything buffered there is latency for the
+// link's control traffic, so it is not made larger than it needs to be.
 export const FlowControl = {
-  streamWindowBytes: 16 * 1024 * 1024,
-  sessionWindowBytes: 64 * 1024 * 1024,
-  maxFrameSizeBytes: 256 * 1024,
+  streamWindowBytes: 8 * 1024 * 1024,
+  sessionWindowBytes: 32 * 1024 * 1024,
+  maxFrameSizeBytes: 64 * 1024,
   maxConcurrentStreams: 4096,
   // nghttp2 accounts memory for buffered frames per session; the windows above need headroom.
   maxSessionMemoryMiB: 512,
