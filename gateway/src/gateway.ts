@@ -24,6 +24,7 @@ import { AgentLink } from './agentLink.js';
 import { AgentPool } from './agentPool.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { TunnelService } from './tunnelService.js';
+import { VerifiedTokenCache } from './verifiedTokenCache.js';
 import { Http2ClientEnd, refuseHttp2 } from './http2ClientEnd.js';
 import { WebSocketClientEnd } from './webSocketClientEnd.js';
 import { createHttpApi } from './httpApi.js';
@@ -89,7 +90,8 @@ export class Gateway {
       },
       () => this.tunnels.activeByPlatform(),
     );
-    this.tunnels = new TunnelService(options.auth, this.pool, this.metrics, options.log, options.parseBearer);
+    const clientAuth = new VerifiedTokenCache(options.auth, { maxEntries: 4096, maxAgeMs: 60_000 });
+    this.tunnels = new TunnelService(clientAuth, this.pool, this.metrics, options.log, options.parseBearer);
     this.app = createHttpApi({
       serverFactory: (handler) => this.createServer(handler as (req: unknown, res: unknown) => void),
       metrics: this.metrics.registry,

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 
 // How much may wait in a destination's writable buffer before the source is paused. Node's
@@ -13,7 +14,21 @@ export const PUMP_BUFFER_BYTES = 1024 * 1024;
 export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferBytes = PUMP_BUFFER_BYTES): () => void {
   const limit = Math.max(bufferBytes, dst.writableHighWaterMark);
   let paused = false;
+  // HTTP/2 DATA frames (16 KiB) straddle TLS records (16 KiB), so a receiving hop sees many small
+  // chunks. Written one by one to a socket, each is a syscall; corked until the event loop has
+  // handled the reads at hand, they leave as one writev.
+  const coalesce = dst instanceof net.Socket;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    dst.uncork();
+  };
   const onData = (chunk: Buffer): void => {
+    if (coalesce && !corked) {
+      corked = true;
+      dst.cork();
+      setImmediate(uncork);
+    }
     dst.write(chunk);
     // Past the high-water mark write() has returned false, so 'drain' is due once it empties.
     if (dst.writableLength >= limit) {
