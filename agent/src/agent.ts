@@ -2,7 +2,7 @@ import http2, { type ServerHttp2Session, type ServerHttp2Stream, type IncomingHt
 import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import type tls from 'node:tls';
-import { AGENT_STREAM_PATH, FlowControl, http2Settings, type Logger } from '@slipway/proto';
+import { AGENT_STREAM_PATH, FlowControl, SocketDuplex, http2Settings, sessionReadAllowance, type Logger } from '@slipway/proto';
 import { toAgentError } from './agentError.js';
 import type { AgentConfig } from './config.js';
 import { Backoff } from './backoff.js';
@@ -156,13 +156,10 @@ export class Agent extends EventEmitter<{ connected: []; disconnected: [string] 
         this.socket = undefined;
         resolve(reason);
       });
-      // The socket negotiated http/1.1 for the Upgrade; what follows is HTTP/2, and Node's server
-      // would hand a socket whose ALPN says http/1.1 to its HTTP/1 fallback. The native session is
-      // safe here: the agent's one HTTP/1.1 write (the request) completed before the answer came,
-      // and the gateway's end keeps reading whatever we send (see SocketDuplex), so the session
-      // pausing its input while it writes cannot deadlock the link.
-      Object.defineProperty(socket, 'alpnProtocol', { value: 'h2', configurable: true });
-      this.h2.emit('connection', socket);
+      // Through SocketDuplex: the gateway's session is native and stops reading while it writes;
+      // this end must keep reading or bulk data both ways could deadlock the link. It also keeps
+      // a socket that carried HTTP/1.1 (the Upgrade) away from a native HTTP/2 session.
+      this.h2.emit('connection', new SocketDuplex(socket, sessionReadAllowance(FlowControl.sessionWindowBytes)));
       this.state = this.handler.isDraining ? 'draining' : 'connected';
       this.log.info('connected to gateway', { gateway: this.config.gatewayUrl.host, agentId: this.config.agentId, platform: this.config.platform });
       this.emit('connected');

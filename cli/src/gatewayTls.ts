@@ -49,6 +49,9 @@ export async function connectGatewayTls(options: GatewayTlsOptions): Promise<tls
       reject(new CliError('TLS_FAILED', `TLS handshake with ${host}:${port} failed: ${err.message}`, { cause: err }));
     });
   });
+  // Tunnels carry interactive traffic (gRPC calls, a 1-byte write waiting for its echo): Nagle's
+  // algorithm would hold small writes back for an ACK.
+  socket.setNoDelay(true);
   if (!socket.authorized) {
     const why = String(socket.authorizationError ?? 'unknown reason');
     const issuer = describeIssuer(socket.getPeerCertificate());

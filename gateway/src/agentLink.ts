@@ -5,8 +5,6 @@ import {
   AGENT_STREAM_PATH,
   FlowControl,
   Header,
-  SocketDuplex,
-  sessionReadAllowance,
   agentControlMethods,
   http2Settings,
   isPlatform,
@@ -56,7 +54,9 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
     this.agentId = options.agentId;
     this.fleet = options.fleet;
     this.session = http2.connect(`http://agent.${encodeURIComponent(options.agentId)}.invalid`, {
-      createConnection: () => new SocketDuplex(socket, sessionReadAllowance(FlowControl.sessionWindowBytes)),
+      // Native: the agent's end keeps reading while it writes (SocketDuplex), so this session
+      // pausing its input during its own writes cannot deadlock the link.
+      createConnection: () => socket,
       settings: http2Settings(),
       maxSessionMemory: FlowControl.maxSessionMemoryMiB,
       maxHeaderListPairs: 256,

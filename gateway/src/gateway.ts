@@ -9,8 +9,6 @@ import {
   AGENT_UPGRADE_PROTOCOL,
   FlowControl,
   Header,
-  SocketDuplex,
-  sessionReadAllowance,
   TUNNEL_PATH,
   WireErrorHttpStatus,
   http2Settings,
@@ -102,9 +100,10 @@ export class Gateway {
   }
 
   // The gateway terminates TLS itself and hands each connection to an HTTP/2 or an HTTP/1.1
-  // server by ALPN. HTTP/2 connections go through SocketDuplex, which keeps reading while the
-  // session writes: a Node session otherwise stops reading whenever it has a write in progress,
-  // which stalls the pipeline and, with bulk data both ways, can deadlock (see socketDuplex.ts).
+  // server by ALPN. Its HTTP/2 sessions stay native (the gateway carries every byte twice and is
+  // the one shared process); the peer at the other end of each connection, CLI or agent, is the
+  // one that keeps reading while it writes, which is all it takes to rule out the deadlock that
+  // two Node sessions can otherwise fall into (see proto/src/socketDuplex.ts).
   private createServer(fastifyHandler: (req: unknown, res: unknown) => void): tls.Server {
     const h2 = http2.createServer({
       settings: { ...http2Settings(), maxHeaderListSize: this.options.maxHeaderBytes },
@@ -150,7 +149,7 @@ export class Gateway {
       socket.setNoDelay(true);
       this.connections.add(socket);
       socket.once('close', () => this.connections.delete(socket));
-      if (socket.alpnProtocol === 'h2') h2.emit('connection', new SocketDuplex(socket, sessionReadAllowance(FlowControl.sessionWindowBytes)));
+      if (socket.alpnProtocol === 'h2') h2.emit('connection', socket);
       else h1.emit('connection', socket);
     });
     server.on('tlsClientError', (err) => this.options.log.debug('TLS handshake failed', { reason: err.message }));
