@@ -47,3 +47,4 @@ export * from './tunnelProbe.js';
 export * from './cliProcess.js';
 export * from './testTunnelClient.js';
 export * from './squid.js';
+export * from './agentProcess.js';

@@ -2,12 +2,11 @@
 // SIGTERM without cutting the streams it carries.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { CliError } from '@slipway/cli';
-import { startStack, startEchoServer, spawnManaged, waitFor, REPO_ROOT, SLIPWAY_BIN, tunnelClientFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
+import { startStack, startEchoServer, startAgentProcess, waitFor, SLIPWAY_BIN, tunnelClientFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
 
 let stack: SlipwayStack;
 let echo: EchoServer;
@@ -54,23 +53,14 @@ test('dial-stdio exits non-zero with a clear error when no builder serves the pl
 
 test('an agent drains on SIGTERM: active streams finish, new ones are refused, then it exits 0', async () => {
   const agentId = 'drainer';
-  const agent = spawnManaged(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'agent/src/main.ts')], {
-    name: 'drainer',
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      SLIPWAY_GATEWAY: stack.gatewayUrl,
-      SLIPWAY_AGENT_TOKEN: await stack.agentToken(agentId),
-      SLIPWAY_AGENT_ID: agentId,
-      SLIPWAY_PLATFORM: 'linux/arm64',
-      SLIPWAY_UPSTREAM: `buildkitd:${echo.address}`,
-      SLIPWAY_CA_CERT: stack.caPath,
-      SLIPWAY_DRAIN_GRACE_MS: '60000',
-    },
+  const agent = await startAgentProcess(stack, {
+    agentId,
+    platform: 'linux/arm64',
+    upstream: `buildkitd:${echo.address}`,
+    env: { SLIPWAY_DRAIN_GRACE_MS: '60000' },
   });
   const client = await tunnelClientFor(stack, { transport: 'h2' });
   try {
-    await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === agentId && l.description !== undefined), 30_000, 'agent registered');
     const active = await client.open('linux/arm64');
     const received: Buffer[] = [];
     active.readable.on('data', (c: Buffer) => received.push(c));

@@ -5,7 +5,6 @@ import http2 from 'node:http2';
 import https from 'node:https';
 import tls from 'node:tls';
 import fs from 'node:fs';
-import path from 'node:path';
 import { once } from 'node:events';
 import { WebSocket } from 'ws';
 import { TUNNEL_PATH, AGENT_CONNECT_PATH } from '@slipway/proto';
@@ -13,9 +12,7 @@ import type { CliError } from '@slipway/cli';
 import {
   startStack,
   startEchoServer,
-  spawnManaged,
-  REPO_ROOT,
-  waitFor,
+  startAgentProcess,
   tunnelClientFor,
   type SlipwayStack,
   type EchoServer,
@@ -233,21 +230,8 @@ describe('the CLI maps refusals to its own error codes', () => {
 describe('an agent that is killed', () => {
   test('its streams end promptly with AGENT_LOST at the client, not a hang', async () => {
     const agentId = 'doomed';
-    const agent = spawnManaged(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'agent/src/main.ts')], {
-      name: 'doomed-agent',
-      cwd: REPO_ROOT,
-      env: {
-        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-        SLIPWAY_GATEWAY: stack.gatewayUrl,
-        SLIPWAY_AGENT_TOKEN: await stack.agentToken(agentId),
-        SLIPWAY_AGENT_ID: agentId,
-        SLIPWAY_PLATFORM: 'linux/arm64',
-        SLIPWAY_UPSTREAM: `buildkitd:${echo.address}`,
-        SLIPWAY_CA_CERT: stack.caPath,
-      },
-    });
+    const agent = await startAgentProcess(stack, { agentId, platform: 'linux/arm64', upstream: `buildkitd:${echo.address}` });
     try {
-      await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === agentId && l.description !== undefined), 30_000, 'agent registered');
       const client = await tunnelClientFor(stack, { transport: 'h2' });
       const tunnel = await client.open('linux/arm64');
       tunnel.readable.resume();

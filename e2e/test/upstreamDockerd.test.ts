@@ -6,16 +6,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { parseUpstream } from '../../agent/src/upstream.js';
-import { listWorkers, startDockerd, tempDir, type Dockerd, type TempDir } from '../src/index.js';
-
-function readAll(socket: net.Socket): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.once('end', () => resolve(Buffer.concat(chunks)));
-    socket.once('error', reject);
-  });
-}
+import { listWorkers, readAll, startDockerd, tempDir, type Dockerd, type TempDir } from '../src/index.js';
 
 describe('agent upstream against a real dockerd 20.10', () => {
   let dockerd: Dockerd;
