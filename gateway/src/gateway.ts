@@ -41,10 +41,10 @@ export interface GatewayOptions {
   log: Logger;
 }
 
-function headerBytes(headers: IncomingHttpHeaders | readonly string[]): number {
+// HPACK's accounting (RFC 7541 4.1): each field costs its name, its value and 32 bytes.
+function headerBytes(rawHeaders: readonly string[]): number {
   let n = 0;
-  if (Array.isArray(headers)) for (const h of headers) n += String(h).length;
-  else for (const [k, v] of Object.entries(headers)) n += k.length + String(v ?? '').length + 32;
+  for (const h of rawHeaders) n += h.length + 16;
   return n;
 }
 
@@ -54,7 +54,7 @@ function refuseUpgrade(socket: Duplex, error: GatewayError): void {
   const body = JSON.stringify({ error: { code, message: error.message } });
   const status = WireErrorHttpStatus[code];
   socket.end(
-    `HTTP/1.1 ${status} ${http2.constants.HTTP_STATUS_OK === status ? 'OK' : 'Refused'}\r\n` +
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n` +
       `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `${Header.errorCode}: ${code}\r\nConnection: close\r\n\r\n${body}`,
   );
