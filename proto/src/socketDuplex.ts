@@ -9,9 +9,8 @@ import { Duplex } from 'node:stream';
 // reads, and the connection deadlocks for good. Reading on regardless breaks the cycle. What is
 // buffered here is bounded by HTTP/2 flow control: a peer may not send more DATA than the windows
 // we advertised, so past `maxBufferedBytes` the peer is broken or hostile and the link is cut.
-//
-// It also keeps Node from handing a socket that already carried HTTP/1.1 (the Upgrade) to a
-// native HTTP/2 session, which was seen to abort the process on a stray write completion.
+// One such end per connection is enough: its peer's writes always complete, so the peer always
+// gets back to reading.
 export class SocketDuplex extends Duplex {
   constructor(
     private readonly socket: Duplex,
