@@ -16,51 +16,58 @@ export class HttpHeadError extends Error {
 export function readHttpResponseHead(socket: Duplex, maxBytes: number, signal?: AbortSignal): Promise<HttpResponseHead> {
   return new Promise((resolve, reject) => {
     let buffered: Buffer = Buffer.alloc(0);
+    let settled = false;
+    // 'readable' and read() rather than 'data': once the listener is gone the socket is back in
+    // its initial state, so whoever takes it next starts it by listening, as with a fresh socket.
     const cleanup = (): void => {
-      socket.off('data', onData);
+      settled = true;
+      socket.off('readable', onReadable);
       socket.off('end', onEnd);
       socket.off('close', onEnd);
       socket.off('error', onError);
       signal?.removeEventListener('abort', onAbort);
     };
     const fail = (err: Error): void => {
+      if (settled) return;
       cleanup();
       reject(err);
     };
     const onError = (err: Error): void => fail(err);
     const onEnd = (): void =>
-      fail(new HttpHeadError(`connection closed after ${buffered.length} bytes, before a complete HTTP response head`));
+      fail(new HttpHeadError(`peer closed the connection after ${buffered.length} bytes, before a complete HTTP response head`));
     const onAbort = (): void => fail(signal?.reason instanceof Error ? signal.reason : new HttpHeadError('aborted'));
-    const onData = (chunk: Buffer): void => {
-      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-      const end = buffered.indexOf('\r\n\r\n');
-      if (end < 0) {
-        if (buffered.length > maxBytes) fail(new HttpHeadError(`HTTP response head exceeds ${maxBytes} bytes`));
-        return;
+    const onReadable = (): void => {
+      let chunk: Buffer | null;
+      while (!settled && (chunk = socket.read() as Buffer | null) !== null) {
+        buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) {
+          if (buffered.length > maxBytes) fail(new HttpHeadError(`peer sent more than ${maxBytes} bytes without ending the HTTP response head`));
+          continue;
+        }
+        cleanup();
+        const rest = buffered.subarray(end + 4);
+        if (rest.length > 0) socket.unshift(rest);
+        const lines = buffered.subarray(0, end).toString('latin1').split('\r\n');
+        const statusLine = lines[0] ?? '';
+        const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
+        if (!match) {
+          reject(new HttpHeadError(`expected an HTTP/1.1 status line; got ${JSON.stringify(statusLine.slice(0, 80))}`));
+          return;
+        }
+        const headers = new Map<string, string>();
+        for (const line of lines.slice(1)) {
+          const colon = line.indexOf(':');
+          if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+        }
+        resolve({ statusCode: Number(match[1]), statusLine, headers });
       }
-      cleanup();
-      socket.pause();
-      const rest = buffered.subarray(end + 4);
-      if (rest.length > 0) socket.unshift(rest);
-      const lines = buffered.subarray(0, end).toString('latin1').split('\r\n');
-      const statusLine = lines[0] ?? '';
-      const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
-      if (!match) {
-        reject(new HttpHeadError(`expected an HTTP/1.1 status line; got ${JSON.stringify(statusLine.slice(0, 80))}`));
-        return;
-      }
-      const headers = new Map<string, string>();
-      for (const line of lines.slice(1)) {
-        const colon = line.indexOf(':');
-        if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-      }
-      resolve({ statusCode: Number(match[1]), statusLine, headers });
     };
     if (signal?.aborted) {
       onAbort();
       return;
     }
-    socket.on('data', onData);
+    socket.on('readable', onReadable);
     socket.once('end', onEnd);
     socket.once('close', onEnd);
     socket.on('error', onError);
