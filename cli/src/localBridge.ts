@@ -38,17 +38,17 @@ export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platfor
     const maybeDone = (): void => {
       if (localDone && remoteDone) settle(undefined);
     };
-    const detachUp = pump(local.readable, tunnel.writable, () => {
+    const up = pump(local.readable, tunnel.writable, () => {
       localDone = true;
       tunnel.writable.end();
       maybeDone();
     });
-    const detachDown = pump(tunnel.readable, local.writable, () => {});
+    const down = pump(tunnel.readable, local.writable, () => {});
     tunnel.once('remote-end', (error) => {
-      detachDown();
+      down.stop();
       if (error) {
         log.error('tunnel stream failed', { code: error.code, reason: error.message });
-        detachUp();
+        up.stop();
         local.destroy();
         tunnel.cancel();
         settle(error);

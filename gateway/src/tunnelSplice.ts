@@ -1,6 +1,6 @@
 import http2, { type ClientHttp2Stream } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
-import { Header, STREAM_END_CLEAN, isWireErrorCode, pump } from '@slipway/proto';
+import { Header, STREAM_END_CLEAN, isWireErrorCode, pump, type Pump } from '@slipway/proto';
 import { GatewayError } from './gatewayError.js';
 import type { AgentLink } from './agentLink.js';
 
@@ -40,15 +40,17 @@ export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: 
     let settled = false;
     let trailerError: GatewayError | undefined;
     let endedCleanly = false;
-    let bytesUp = 0;
-    let bytesDown = 0;
-    const detach: Array<() => void> = [];
+    let down: Pump | undefined;
+    const detach = (): void => {
+      up.stop();
+      down?.stop();
+    };
 
     const settle = (error: GatewayError | undefined): void => {
       if (settled) return;
       settled = true;
-      for (const d of detach) d();
-      resolve({ error, bytesUp, bytesDown });
+      detach();
+      resolve({ error, bytesUp: up.bytes, bytesDown: down?.bytes ?? 0 });
     };
     const maybeDone = (): void => {
       if (upDone && downDone) settle(undefined);
@@ -66,16 +68,11 @@ export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: 
       settle(new GatewayError('BAD_REQUEST', why));
     };
 
-    client.readable.on('data', (c: Buffer) => {
-      bytesUp += c.length;
+    const up = pump(client.readable, agentStream, () => {
+      upDone = true;
+      agentStream.end();
+      maybeDone();
     });
-    detach.push(
-      pump(client.readable, agentStream, () => {
-        upDone = true;
-        agentStream.end();
-        maybeDone();
-      }),
-    );
     client.readable.on('error', (err) => clientGone(`client stream failed: ${err.message}`));
     client.readable.on('close', () => {
       if (!upDone) clientGone('client closed the stream before ending it');
@@ -88,26 +85,21 @@ export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: 
         return;
       }
       client.accept();
-      agentStream.on('data', (c: Buffer) => {
-        bytesDown += c.length;
+      down = pump(agentStream, client.writable, () => {
+        if (trailerError) {
+          failFromAgent(trailerError);
+          return;
+        }
+        if (!endedCleanly) {
+          // The agent always ends with trailers; a body that stops without them means the
+          // link went down under it, whether or not the link has noticed yet.
+          failFromAgent(new GatewayError('AGENT_LOST', `agent ${link.agentId} was lost: its stream was cut off before it ended`));
+          return;
+        }
+        downDone = true;
+        client.finish();
+        maybeDone();
       });
-      detach.push(
-        pump(agentStream, client.writable, () => {
-          if (trailerError) {
-            failFromAgent(trailerError);
-            return;
-          }
-          if (!endedCleanly) {
-            // The agent always ends with trailers; a body that stops without them means the
-            // link went down under it, whether or not the link has noticed yet.
-            failFromAgent(new GatewayError('AGENT_LOST', `agent ${link.agentId} was lost: its stream was cut off before it ended`));
-            return;
-          }
-          downDone = true;
-          client.finish();
-          maybeDone();
-        }),
-      );
     });
     agentStream.on('trailers', (trailers) => {
       if (trailers[Header.errorCode] !== undefined) trailerError = agentError(trailers, 'upstream failed');
@@ -120,7 +112,7 @@ export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: 
       if (downDone && !upDone) {
         // The agent finished its direction and closed: the upstream is gone both ways, so
         // whatever the client still sends has nowhere to go. Drop it quietly.
-        for (const d of detach) d();
+        detach();
         client.readable.resume();
         upDone = true;
         maybeDone();

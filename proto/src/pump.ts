@@ -10,8 +10,15 @@ export const PUMP_BUFFER_BYTES = 1024 * 1024;
 // Moves bytes from a readable side to a writable side with backpressure, and calls onEnd when
 // the source ends cleanly. Unlike pipeline(), it never destroys either stream: each end of a
 // tunnel must report a failure in its own protocol's terms (trailers, WebSocket close codes)
-// before it is torn down, so teardown belongs to the caller. Returns a function that detaches.
-export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferBytes = PUMP_BUFFER_BYTES): () => void {
+// before it is torn down, so teardown belongs to the caller.
+export interface Pump {
+  // Bytes moved so far.
+  readonly bytes: number;
+  // Detaches from both streams; idempotent.
+  stop(): void;
+}
+
+export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferBytes = PUMP_BUFFER_BYTES): Pump {
   const limit = Math.max(bufferBytes, dst.writableHighWaterMark);
   let paused = false;
   // HTTP/2 DATA frames (16 KiB) straddle TLS records (16 KiB), so a receiving hop sees many small
@@ -23,7 +30,9 @@ export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferByte
     corked = false;
     dst.uncork();
   };
+  let bytes = 0;
   const onData = (chunk: Buffer): void => {
+    bytes += chunk.length;
     if (coalesce && !corked) {
       corked = true;
       dst.cork();
@@ -42,10 +51,10 @@ export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferByte
     src.resume();
   };
   const onSrcEnd = (): void => {
-    detach();
+    stop();
     onEnd();
   };
-  const detach = (): void => {
+  const stop = (): void => {
     src.off('data', onData);
     src.off('end', onSrcEnd);
     dst.off('drain', onDrain);
@@ -55,5 +64,10 @@ export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferByte
   dst.on('drain', onDrain);
   // A source paused on purpose until its destination existed stays paused despite the listener.
   src.resume();
-  return detach;
+  return {
+    get bytes() {
+      return bytes;
+    },
+    stop,
+  };
 }
