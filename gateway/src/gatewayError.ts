@@ -14,6 +14,11 @@ export const GatewayErrorCodes = [
   'UPSTREAM_UNAVAILABLE',
   'UPSTREAM_FAILED',
   'DRAINING',
+  'NOT_FOUND',
+  'BUILD_ENDED',
+  'ROUTING_UNAVAILABLE',
+  'STALE_LEADER',
+  'FLEET_FAILED',
   'INTERNAL',
 ] as const;
 export type GatewayErrorCode = (typeof GatewayErrorCodes)[number];
@@ -39,6 +44,8 @@ export function wireCodeOf(code: GatewayErrorCode): WireErrorCode {
   switch (code) {
     case 'CONFIG_INVALID':
     case 'AGENT_PROTOCOL':
+    case 'STALE_LEADER':
+    case 'FLEET_FAILED':
       return 'INTERNAL';
     default:
       return code;

@@ -42,6 +42,9 @@ export const WireErrorCodes = [
   'UPSTREAM_UNAVAILABLE',
   'UPSTREAM_FAILED',
   'DRAINING',
+  'NOT_FOUND',
+  'BUILD_ENDED',
+  'ROUTING_UNAVAILABLE',
   'INTERNAL',
 ] as const;
 export type WireErrorCode = (typeof WireErrorCodes)[number];
@@ -61,6 +64,9 @@ export const WireErrorHttpStatus: Record<WireErrorCode, number> = {
   UPSTREAM_UNAVAILABLE: 502,
   UPSTREAM_FAILED: 502,
   DRAINING: 503,
+  NOT_FOUND: 404,
+  BUILD_ENDED: 410,
+  ROUTING_UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 
@@ -77,6 +83,9 @@ export const WsCloseCode: Record<WireErrorCode, number> = {
   UPSTREAM_UNAVAILABLE: 4505,
   UPSTREAM_FAILED: 4506,
   DRAINING: 4507,
+  NOT_FOUND: 4408,
+  BUILD_ENDED: 4410,
+  ROUTING_UNAVAILABLE: 4508,
   INTERNAL: 4500,
 };
 export function wireCodeForWsClose(code: number): WireErrorCode | undefined {
