@@ -43,6 +43,8 @@ export class Agent extends EventEmitter<{ connected: []; disconnected: [string] 
         upstreamKind: config.upstream.kind,
         version: AGENT_VERSION,
         labels: config.labels,
+        maxBuilds: config.maxBuilds,
+        instanceId: config.instanceId ?? '',
       }),
       activeStreams: () => this.handler.activeStreams,
       draining: () => this.handler.isDraining,

@@ -11,6 +11,10 @@ export interface AgentConfig {
   platform: Platform;
   upstream: Upstream;
   maxStreams: number;
+  /** Builds at once: the capacity placement gives this builder. */
+  maxBuilds: number;
+  /** The fleet member (EC2 instance id) this agent runs on, if the fleet launched it. */
+  instanceId: string | undefined;
   caCertPath: string | undefined;
   labels: Record<string, string>;
   connectTimeoutMs: number;
@@ -29,6 +33,8 @@ const FLAGS: Record<string, string> = {
   '--platform': 'SLIPWAY_PLATFORM',
   '--upstream': 'SLIPWAY_UPSTREAM',
   '--max-streams': 'SLIPWAY_MAX_STREAMS',
+  '--max-builds': 'SLIPWAY_MAX_BUILDS',
+  '--instance-id': 'SLIPWAY_INSTANCE_ID',
   '--ca-cert': 'SLIPWAY_CA_CERT',
   '--label': 'SLIPWAY_AGENT_LABELS',
   '--connect-timeout-ms': 'SLIPWAY_CONNECT_TIMEOUT_MS',
@@ -45,6 +51,16 @@ export function hostPlatform(arch: string = process.arch): Platform | undefined 
   if (arch === 'x64') return 'linux/amd64';
   if (arch === 'arm64') return 'linux/arm64';
   return undefined;
+}
+
+// Instance ids travel in the routing table and in logs: the same safe alphabet as agent ids.
+function readInstanceId(raw: string | undefined, problems: string[]): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(raw)) {
+    problems.push(`SLIPWAY_INSTANCE_ID must be an instance id such as i-0123456789abcdef0; got '${raw.slice(0, 64)}'`);
+    return undefined;
+  }
+  return raw;
 }
 
 export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig {
@@ -102,6 +118,8 @@ export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig 
     platform,
     upstream: upstream!,
     maxStreams: readInt(e, 'SLIPWAY_MAX_STREAMS', 1024, 1, 100_000, problems),
+    maxBuilds: readInt(e, 'SLIPWAY_MAX_BUILDS', 4, 1, 1024, problems),
+    instanceId: readInstanceId(e['SLIPWAY_INSTANCE_ID'], problems),
     caCertPath,
     labels,
     connectTimeoutMs,

@@ -11,6 +11,8 @@ export interface AgentDescription {
   upstreamKind: string;
   version: string;
   labels: Record<string, string>;
+  maxBuilds: number;
+  instanceId: string;
 }
 export interface Ping { seq: number; sentUnixMs: number }
 export interface Pong { seq: number; activeStreams: number; draining: boolean }
