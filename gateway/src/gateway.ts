@@ -237,7 +237,10 @@ export class Gateway {
     // HTTP/2 must not take the socket over while the 101 is still being written: its native
     // session would receive the completion of a write it never made (and Node aborts).
     await new Promise<void>((resolve, reject) =>
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${AGENT_UPGRADE_PROTOCOL}\r\n\r\n`, (err) =>
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${AGENT_UPGRADE_PROTOCOL}\r\n` +
+          `${Header.gatewayId}: ${this.options.gatewayId}\r\n\r\n`,
+        (err) =>
         err ? reject(new GatewayError('AGENT_LOST', `agent went away during the upgrade: ${err.message}`)) : resolve(),
       ),
     );

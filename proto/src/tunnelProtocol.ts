@@ -20,6 +20,9 @@ export const Header = {
   agentId: 'slipway-agent-id',
   agentPlatform: 'slipway-agent-platform',
   agentVersion: 'slipway-agent-version',
+  // On the 101 that accepts an agent link: which replica the agent reached (behind a TCP load
+  // balancer, the agent learns it here and keeps links to distinct replicas).
+  gatewayId: 'slipway-gateway-id',
   // Every tunnel response body ends with trailers: this one when the far side ended cleanly, the
   // two below when it failed. A body that ends with neither was cut off (a peer or link died).
   streamEnd: 'slipway-stream-end',
