@@ -1,33 +1,39 @@
 import http2, { type ServerHttp2Session, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
-import type tls from 'node:tls';
-import { AGENT_STREAM_PATH, FlowControl, SocketDuplex, http2Settings, sessionReadAllowance, type Logger } from '@slipway/proto';
-import { toAgentError } from './agentError.js';
+import type { Duplex } from 'node:stream';
+import { AGENT_STREAM_PATH, FlowControl, http2Settings, type Logger } from '@slipway/proto';
+import { AgentError } from './agentError.js';
 import type { AgentConfig } from './config.js';
-import { Backoff } from './backoff.js';
 import { createControlServer } from './controlService.js';
 import { GrpcBridge } from './grpcBridge.js';
+import { GatewayLink, type GatewayLinkHost } from './gatewayLink.js';
 import { TunnelStreamHandler } from './tunnelStreamHandler.js';
-import { dialGateway } from './gatewayDialer.js';
 import { AGENT_VERSION } from './version.js';
 
 export type AgentState = 'connecting' | 'connected' | 'draining' | 'stopped';
 
-// Keeps one link to the gateway alive: dial, serve HTTP/2 on the dialed connection until it
-// dies, back off with jitter, dial again. Never listens on the network.
-export class Agent extends EventEmitter<{ connected: []; disconnected: [string] }> {
-  state: AgentState = 'connecting';
+export interface LiveGatewayLink {
+  /** The configured URL the link was dialed through (a replica, or a load balancer). */
+  gatewayUrl: string;
+  /** The replica that answered. */
+  gatewayId: string;
+}
+
+// Keeps links to gateway replicas alive, each on its own dial/serve/back-off loop (GatewayLink),
+// and serves every one of them with the same HTTP/2 server, tunnel stream handler and control
+// plane: one upstream and one stream budget however many replicas can reach the agent. Links go
+// to distinct replicas (see claim), so losing one replica leaves the others carrying streams.
+// Never listens on the network.
+export class Agent extends EventEmitter<{ connected: [gatewayId: string]; disconnected: [reason: string, gatewayId: string] }> {
   private readonly handler: TunnelStreamHandler;
   private readonly bridge: GrpcBridge;
   private readonly h2: http2.Http2Server;
-  private readonly backoff: Backoff;
-  private readonly stop = new AbortController();
-  private session: ServerHttp2Session | undefined;
-  private socket: tls.TLSSocket | undefined;
-  private lastPingAtMs = 0;
-  private loop: Promise<void> | undefined;
-  private wakeUp: (() => void) | undefined;
+  private readonly links: GatewayLink[];
+  // Replica id -> the link that reaches it.
+  private readonly held = new Map<string, GatewayLink>();
+  private draining = false;
+  private stopped = false;
 
   constructor(
     private readonly config: AgentConfig,
@@ -48,12 +54,8 @@ export class Agent extends EventEmitter<{ connected: []; disconnected: [string] 
       }),
       activeStreams: () => this.handler.activeStreams,
       draining: () => this.handler.isDraining,
-      onPing: () => {
-        this.lastPingAtMs = Date.now();
-      },
     });
     this.bridge = new GrpcBridge(control);
-    this.backoff = new Backoff(config.reconnectBaseMs, config.reconnectMaxMs);
     this.h2 = http2.createServer({ settings: http2Settings(), maxSessionMemory: FlowControl.maxSessionMemoryMiB });
     this.h2.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.route(stream, headers));
     this.h2.on('session', (session: ServerHttp2Session) => {
@@ -61,16 +63,89 @@ export class Agent extends EventEmitter<{ connected: []; disconnected: [string] 
       session.on('localSettings', () => {
         if (!session.destroyed) session.setLocalWindowSize(FlowControl.sessionWindowBytes);
       });
-      this.session = session;
     });
+
+    const ca = config.caCertPath ? fs.readFileSync(config.caCertPath) : undefined;
+    const host: GatewayLinkHost = {
+      claim: (link, gatewayId) => this.claim(link, gatewayId),
+      attach: (link, connection) => this.attach(link, connection),
+      release: (link, reason) => this.release(link, reason),
+    };
+    // config.gatewayLinks slots per URL: one per replica named directly, several through a load
+    // balancer, which each settle on a different replica behind it.
+    this.links = config.gatewayUrls.flatMap((gatewayUrl) =>
+      Array.from(
+        { length: config.gatewayLinks },
+        (_, i) =>
+          new GatewayLink(
+            {
+              gatewayUrl,
+              slot: config.gatewayLinks > 1 ? `${gatewayUrl.host}#${i + 1}` : gatewayUrl.host,
+              dial: {
+                token: config.token,
+                agentId: config.agentId,
+                platform: config.platform,
+                version: AGENT_VERSION,
+                ca,
+                connectTimeoutMs: config.connectTimeoutMs,
+              },
+              heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+              reconnectBaseMs: config.reconnectBaseMs,
+              reconnectMaxMs: config.reconnectMaxMs,
+              log,
+            },
+            host,
+          ),
+      ),
+    );
+  }
+
+  get state(): AgentState {
+    if (this.stopped) return 'stopped';
+    if (this.draining) return 'draining';
+    return this.held.size > 0 ? 'connected' : 'connecting';
   }
 
   get activeStreams(): number {
     return this.handler.activeStreams;
   }
 
+  // The links that are up now, one per replica.
+  liveLinks(): LiveGatewayLink[] {
+    return [...this.held].map(([gatewayId, link]) => ({ gatewayUrl: link.gatewayUrl.href, gatewayId }));
+  }
+
   start(): void {
-    this.loop ??= this.run();
+    for (const link of this.links) link.start();
+  }
+
+  private claim(link: GatewayLink, gatewayId: string): boolean {
+    const holder = this.held.get(gatewayId);
+    if (holder !== undefined && holder !== link) return false;
+    this.held.set(gatewayId, link);
+    return true;
+  }
+
+  private attach(link: GatewayLink, connection: Duplex): ServerHttp2Session {
+    let session: ServerHttp2Session | undefined;
+    const capture = (s: ServerHttp2Session): void => {
+      session = s;
+    };
+    // The server creates the session and announces it before emit() returns.
+    this.h2.once('session', capture);
+    this.h2.emit('connection', connection);
+    this.h2.off('session', capture);
+    if (session === undefined) throw new AgentError('INTERNAL', 'the HTTP/2 server made no session for the gateway link');
+    this.emit('connected', link.gatewayId ?? '');
+    return session;
+  }
+
+  private release(link: GatewayLink, reason: string): void {
+    for (const [gatewayId, holder] of this.held) {
+      if (holder !== link) continue;
+      this.held.delete(gatewayId);
+      this.emit('disconnected', reason, gatewayId);
+    }
   }
 
   private route(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
@@ -86,103 +161,19 @@ export class Agent extends EventEmitter<{ connected: []; disconnected: [string] 
     stream.respond({ ':status': 404 }, { endStream: true });
   }
 
-  private async run(): Promise<void> {
-    const ca = this.config.caCertPath ? fs.readFileSync(this.config.caCertPath) : undefined;
-    while (!this.stop.signal.aborted) {
-      this.state = 'connecting';
-      try {
-        const socket = await dialGateway({
-          gatewayUrl: this.config.gatewayUrl,
-          token: this.config.token,
-          agentId: this.config.agentId,
-          platform: this.config.platform,
-          version: AGENT_VERSION,
-          ca,
-          connectTimeoutMs: this.config.connectTimeoutMs,
-          signal: this.stop.signal,
-        });
-        this.backoff.reset();
-        const reason = await this.serve(socket);
-        this.log.warn('gateway link lost', { reason });
-        this.emit('disconnected', reason);
-      } catch (err) {
-        if (this.stop.signal.aborted) break;
-        const error = toAgentError(err);
-        this.log.warn('cannot connect to gateway', { code: error.code, reason: error.message });
-      }
-      if (this.stop.signal.aborted) break;
-      const delayMs = this.backoff.nextDelayMs();
-      this.log.info('reconnecting', { delayMs });
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delayMs);
-        this.wakeUp = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wakeUp = undefined;
-    }
-  }
-
-  // Serves HTTP/2 on the dialed connection; resolves with the reason once the link is gone.
-  private serve(socket: tls.TLSSocket): Promise<string> {
-    return new Promise((resolve) => {
-      this.socket = socket;
-      let reason = 'connection closed';
-      socket.on('error', (err) => {
-        reason = err.message;
-      });
-      this.lastPingAtMs = Date.now();
-      // Evidence of life: the gateway's gRPC pings, and acks of HTTP/2 PING frames we send
-      // ourselves (not flow-controlled, so busy streams cannot hold them back).
-      let pingOutstanding = false;
-      const watchdog = setInterval(() => {
-        const silentMs = Date.now() - this.lastPingAtMs;
-        if (silentMs > this.config.heartbeatTimeoutMs) {
-          reason = `no heartbeat from the gateway for ${silentMs} ms (limit ${this.config.heartbeatTimeoutMs} ms)`;
-          socket.destroy();
-          return;
-        }
-        const session = this.session;
-        if (session && !session.destroyed && !pingOutstanding) {
-          pingOutstanding = true;
-          session.ping((err) => {
-            pingOutstanding = false;
-            if (!err) this.lastPingAtMs = Date.now();
-          });
-        }
-      }, Math.max(50, Math.floor(this.config.heartbeatTimeoutMs / 4)));
-      socket.once('close', () => {
-        clearInterval(watchdog);
-        this.session = undefined;
-        this.socket = undefined;
-        resolve(reason);
-      });
-      // Through SocketDuplex: the gateway's session is native and stops reading while it writes;
-      // this end must keep reading or bulk data both ways could deadlock the link. It also keeps
-      // a socket that carried HTTP/1.1 (the Upgrade) away from a native HTTP/2 session.
-      this.h2.emit('connection', new SocketDuplex(socket, sessionReadAllowance(FlowControl.sessionWindowBytes)));
-      this.state = this.handler.isDraining ? 'draining' : 'connected';
-      this.log.info('connected to gateway', { gateway: this.config.gatewayUrl.host, agentId: this.config.agentId, platform: this.config.platform });
-      this.emit('connected');
-    });
-  }
-
-  // SIGTERM: take nothing new (GOAWAY tells the gateway at once), let active streams finish
-  // within the grace period, then close the link and stop reconnecting.
+  // SIGTERM: take nothing new (GOAWAY on every link tells each gateway at once), let active
+  // streams finish within the grace period, then close the links and stop reconnecting.
   async drain(graceMs = this.config.drainGraceMs): Promise<void> {
-    this.state = 'draining';
-    if (this.session && !this.session.destroyed) this.session.goaway(http2.constants.NGHTTP2_NO_ERROR);
+    this.draining = true;
+    for (const link of this.links) link.goaway();
     await this.handler.drain(graceMs);
     await this.close();
   }
 
   async close(): Promise<void> {
-    this.state = 'stopped';
-    this.stop.abort();
-    this.wakeUp?.();
-    this.socket?.destroy();
+    this.stopped = true;
+    const closing = Promise.all(this.links.map((link) => link.close()));
     this.bridge.close();
-    await this.loop;
+    await closing;
   }
 }

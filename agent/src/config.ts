@@ -5,7 +5,10 @@ import { AgentError, toAgentError } from './agentError.js';
 import { parseUpstream, type Upstream } from './upstream.js';
 
 export interface AgentConfig {
-  gatewayUrl: URL;
+  /** Where to dial: gateway replicas, or load balancers in front of them. */
+  gatewayUrls: URL[];
+  /** Links kept through each URL, each to a different replica. */
+  gatewayLinks: number;
   token: string;
   agentId: string;
   platform: Platform;
@@ -27,6 +30,7 @@ export interface AgentConfig {
 
 const FLAGS: Record<string, string> = {
   '--gateway': 'SLIPWAY_GATEWAY',
+  '--gateway-links': 'SLIPWAY_GATEWAY_LINKS',
   '--token': 'SLIPWAY_AGENT_TOKEN',
   '--token-file': 'SLIPWAY_AGENT_TOKEN_FILE',
   '--agent-id': 'SLIPWAY_AGENT_ID',
@@ -47,10 +51,56 @@ const FLAGS: Record<string, string> = {
 
 export const AGENT_FLAGS: Readonly<Record<string, string>> = FLAGS;
 
+export const MAX_GATEWAY_LINKS = 8;
+
+// Flags whose meaning the name alone does not carry; --help prints these under them.
+const FLAG_NOTES: Readonly<Record<string, string>> = {
+  '--gateway': 'https:// URL of a gateway replica or of a load balancer in front of them; repeat the flag (or separate with commas) for several',
+  '--gateway-links':
+    `links kept through EACH --gateway URL, each to a different replica (default 1, at most ${MAX_GATEWAY_LINKS}); ` +
+    'raise it when a URL is a load balancer, so losing one replica leaves the agent reachable',
+  '--label': 'KEY=VALUE; repeat the flag (or separate with commas) for several',
+};
+
+export function agentUsage(): string {
+  const lines = Object.entries(FLAGS).map(([flag, name]) => {
+    const note = FLAG_NOTES[flag];
+    return `  ${flag.padEnd(24)} ${name}${note ? `\n  ${''.padEnd(24)} ${note}` : ''}`;
+  });
+  return (
+    'Usage: slipway-agent [flags]\nDials the gateway and connects its tunnel streams to BuildKit.\n' +
+    `Every flag can also be given as the environment variable shown.\n${lines.join('\n')}\n`
+  );
+}
+
 export function hostPlatform(arch: string = process.arch): Platform | undefined {
   if (arch === 'x64') return 'linux/amd64';
   if (arch === 'arm64') return 'linux/arm64';
   return undefined;
+}
+
+// Each URL on its own, so one bad entry in a list is named and the others are still checked.
+function readGatewayUrls(raw: string | undefined, problems: string[]): URL[] {
+  const entries = (raw ?? '').split(',').map((entry) => entry.trim()).filter(Boolean);
+  if (entries.length === 0) {
+    readHttpsUrl({}, 'SLIPWAY_GATEWAY', '--gateway', problems);
+    return [];
+  }
+  const urls: URL[] = [];
+  const seen = new Set<string>();
+  for (const entry of entries) {
+    const before = problems.length;
+    const url = readHttpsUrl({ SLIPWAY_GATEWAY: entry }, 'SLIPWAY_GATEWAY', '--gateway', problems);
+    if (problems.length > before) continue;
+    // The dialer uses only the host and port, so two spellings of one origin are one gateway.
+    if (seen.has(url.origin)) {
+      problems.push(`SLIPWAY_GATEWAY lists ${url.origin} twice; to keep several links through one URL use SLIPWAY_GATEWAY_LINKS`);
+      continue;
+    }
+    seen.add(url.origin);
+    urls.push(url);
+  }
+  return urls;
 }
 
 // Instance ids travel in the routing table and in logs: the same safe alphabet as agent ids.
@@ -65,9 +115,10 @@ function readInstanceId(raw: string | undefined, problems: string[]): string | u
 
 export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig {
   const problems: string[] = [];
-  const e = mergeFlags(env, argv, FLAGS, problems, { repeatable: new Set(['--label']) });
+  const e = mergeFlags(env, argv, FLAGS, problems, { repeatable: new Set(['--label', '--gateway']) });
 
-  const gatewayUrl = readHttpsUrl(e, 'SLIPWAY_GATEWAY', '--gateway', problems);
+  const gatewayUrls = readGatewayUrls(e['SLIPWAY_GATEWAY'], problems);
+  const gatewayLinks = readInt(e, 'SLIPWAY_GATEWAY_LINKS', 1, 1, MAX_GATEWAY_LINKS, problems);
 
   let token = e['SLIPWAY_AGENT_TOKEN'] ?? '';
   const tokenFile = e['SLIPWAY_AGENT_TOKEN_FILE'];
@@ -112,7 +163,8 @@ export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig 
   if (reconnectMaxMs < reconnectBaseMs) problems.push(`SLIPWAY_RECONNECT_MAX_MS (${reconnectMaxMs}) must be at least SLIPWAY_RECONNECT_BASE_MS (${reconnectBaseMs})`);
 
   const config: AgentConfig = {
-    gatewayUrl,
+    gatewayUrls,
+    gatewayLinks,
     token,
     agentId: e['SLIPWAY_AGENT_ID'] || os.hostname(),
     platform,

@@ -5,8 +5,6 @@ export interface AgentStatus {
   describe(): AgentDescription;
   activeStreams(): number;
   draining(): boolean;
-  // Every Ping from a gateway: the agent's evidence that the link is alive.
-  onPing(): void;
 }
 
 // The agent's control plane, a real grpc-js server. It listens nowhere: connections reach it
@@ -19,8 +17,9 @@ export function createControlServer(status: AgentStatus): grpc.Server {
       callback(null, status.describe());
     },
     Heartbeat(call: grpc.ServerDuplexStream<Ping, Pong>) {
+      // Liveness is judged per link from HTTP/2 PING frames (gatewayLink.ts): this one server
+      // answers every link, so a Ping here cannot say which link is alive.
       call.on('data', (ping: Ping) => {
-        status.onPing();
         call.write({ seq: ping.seq, activeStreams: status.activeStreams(), draining: status.draining() });
       });
       call.on('end', () => call.end());

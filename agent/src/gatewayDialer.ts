@@ -19,11 +19,20 @@ export interface GatewayDialOptions {
   signal: AbortSignal;
 }
 
-const MAX_HEAD_BYTES = 16 * 1024;
+export interface DialedGateway {
+  /** Positioned at the first HTTP/2 byte. */
+  socket: tls.TLSSocket;
+  /** The replica that answered, from its 101; undefined if it did not name itself. */
+  gatewayId: string | undefined;
+}
 
-// Opens the agent's one connection: TLS to the gateway's public port, then an HTTP/1.1 Upgrade
-// to slipway-agent/1. Resolves with the socket positioned at the first HTTP/2 byte.
-export async function dialGateway(options: GatewayDialOptions): Promise<tls.TLSSocket> {
+const MAX_HEAD_BYTES = 16 * 1024;
+// Ids end up in logs and in what the agent reports; anything else is not a name a gateway gave.
+const GATEWAY_ID_PATTERN = /^[\x21-\x7e]{1,256}$/;
+
+// Opens one agent link: TLS to the gateway's public port, then an HTTP/1.1 Upgrade to
+// slipway-agent/1.
+export async function dialGateway(options: GatewayDialOptions): Promise<DialedGateway> {
   const { gatewayUrl } = options;
   const host = gatewayUrl.hostname.replace(/^\[|\]$/g, '');
   const port = Number(gatewayUrl.port || 443);
@@ -76,9 +85,14 @@ export async function dialGateway(options: GatewayDialOptions): Promise<tls.TLSS
       socket.destroy();
       throw new AgentError('GATEWAY_PROTOCOL', `gateway ${where} upgraded to '${head.headers.get('upgrade')}'; expected ${AGENT_UPGRADE_PROTOCOL}`);
     }
+    const gatewayId = head.headers.get(Header.gatewayId);
+    if (gatewayId !== undefined && !GATEWAY_ID_PATTERN.test(gatewayId)) {
+      socket.destroy();
+      throw new AgentError('GATEWAY_PROTOCOL', `gateway ${where} named itself '${gatewayId.slice(0, 64)}' in ${Header.gatewayId}; expected 1-256 visible ASCII characters`);
+    }
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
-    return socket;
+    return { socket, gatewayId };
   } catch (err) {
     socket.destroy();
     throw err;

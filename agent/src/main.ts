@@ -1,15 +1,11 @@
 import { createLogger } from '@slipway/proto';
-import { loadConfig, AGENT_FLAGS } from './config.js';
+import { loadConfig, agentUsage } from './config.js';
 import { Agent } from './agent.js';
 import { toAgentError } from './agentError.js';
 
 const argv = process.argv.slice(2);
 if (argv.includes('--help') || argv.includes('-h')) {
-  process.stdout.write(
-    `Usage: slipway-agent [flags]\nDials the gateway and connects its tunnel streams to BuildKit.\n` +
-      `Every flag can also be given as the environment variable shown.\n` +
-      `${Object.entries(AGENT_FLAGS).map(([f, v]) => `  ${f.padEnd(24)} ${v}`).join('\n')}\n`,
-  );
+  process.stdout.write(agentUsage());
   process.exit(0);
 }
 let config;

@@ -30,3 +30,39 @@ test('every problem is reported at once', () => {
     },
   );
 });
+
+test('one gateway URL and one link by default', () => {
+  const config = loadConfig(good);
+  assert.deepEqual(config.gatewayUrls.map((u) => u.href), ['https://gw.example.com/']);
+  assert.equal(config.gatewayLinks, 1);
+});
+
+test('several gateway URLs: comma-separated in the environment, or the flag repeated', () => {
+  const fromEnv = loadConfig({ ...good, SLIPWAY_GATEWAY: 'https://gw-a.example.com, https://gw-b.example.com:8443,', SLIPWAY_GATEWAY_LINKS: '3' });
+  assert.deepEqual(fromEnv.gatewayUrls.map((u) => u.host), ['gw-a.example.com', 'gw-b.example.com:8443']);
+  assert.equal(fromEnv.gatewayLinks, 3);
+
+  const fromFlags = loadConfig(good, ['--gateway', 'https://gw-c.example.com', '--gateway=https://gw-d.example.com', '--gateway-links', '2']);
+  assert.deepEqual(fromFlags.gatewayUrls.map((u) => u.host), ['gw-c.example.com', 'gw-d.example.com'], 'flags replace the environment');
+  assert.equal(fromFlags.gatewayLinks, 2);
+});
+
+test('every bad gateway URL is reported, with the link count, at once', () => {
+  assert.throws(
+    () =>
+      loadConfig({ ...good, SLIPWAY_GATEWAY: 'http://plain.example.com,https://ok.example.com,not a url,https://ok.example.com/again', SLIPWAY_GATEWAY_LINKS: '9' }),
+    (err: AgentError) => {
+      assert.equal(err.code, 'CONFIG_INVALID');
+      for (const part of ["'http://plain.example.com'", "'not a url'", 'https://ok.example.com twice', 'SLIPWAY_GATEWAY_LINKS must be an integer from 1 to 8']) {
+        assert.ok(err.message.includes(part), `mentions ${part}: ${err.message}`);
+      }
+      return true;
+    },
+  );
+});
+
+test('a gateway URL is required', () => {
+  for (const value of [undefined, '', ' , ']) {
+    assert.throws(() => loadConfig({ ...good, SLIPWAY_GATEWAY: value }), (err: AgentError) => err.code === 'CONFIG_INVALID' && /SLIPWAY_GATEWAY \(or --gateway\) is required/.test(err.message));
+  }
+});
