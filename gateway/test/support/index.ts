@@ -1,1 +1,2 @@
 export * from './fakeEc2Server.js';
+export { routingTableContract, type RoutingTableFixture } from './routingTableContract.js';
