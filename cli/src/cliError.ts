@@ -10,6 +10,7 @@ export const CliErrorCodes = [
   'TUNNEL_FAILED',
   'AGENT_LOST',
   'NO_AGENT',
+  'BUILD_ENDED',
   'INTERNAL',
 ] as const;
 export type CliErrorCode = (typeof CliErrorCodes)[number];
@@ -48,7 +49,8 @@ export function toCliError(err: unknown): CliError {
 //     9   TUNNEL_REFUSED       the gateway refused to open the build tunnel
 //    10   TUNNEL_FAILED        the tunnel broke after it was open
 //    11   AGENT_LOST           the build agent went away mid-build
-//    12   NO_AGENT             no agent for the requested platform
+//    12   NO_AGENT             no builder for the requested platform (none free in time)
+//    13   BUILD_ENDED          the gateway ended the build (finished, cancelled or expired)
 //    70   INTERNAL             a bug in the CLI (70 = EX_SOFTWARE from sysexits.h)
 //
 // Codes stay below 64 except INTERNAL, and well clear of 126..165, which shells use for
@@ -65,6 +67,7 @@ const exitCodes: Readonly<Record<CliErrorCode, number>> = {
   TUNNEL_FAILED: 10,
   AGENT_LOST: 11,
   NO_AGENT: 12,
+  BUILD_ENDED: 13,
   INTERNAL: 70,
 };
 

@@ -16,6 +16,10 @@ export interface CliConfig {
   platform: Platform;
   listen: ListenAddress[];
   connectTimeoutMs: number;
+  /** How long to wait for a builder before giving up. */
+  acquireTimeoutMs: number;
+  /** `proxy` finishes its build this long after the last connection closed. */
+  buildIdleMs: number;
   logLevel: LogLevel;
   // The whole environment, for proxy selection (HTTPS_PROXY, NO_PROXY, ...).
   env: Env;
@@ -30,6 +34,8 @@ const FLAGS: Record<string, string> = {
   '--platform': 'SLIPWAY_PLATFORM',
   '--listen': 'SLIPWAY_LISTEN',
   '--connect-timeout-ms': 'SLIPWAY_CONNECT_TIMEOUT_MS',
+  '--acquire-timeout-ms': 'SLIPWAY_ACQUIRE_TIMEOUT_MS',
+  '--build-idle-ms': 'SLIPWAY_BUILD_IDLE_MS',
   '--log-level': 'SLIPWAY_LOG_LEVEL',
 };
 
@@ -95,6 +101,8 @@ export function loadConfig(env: Env, argv: readonly string[], needs: { listen: b
     platform,
     listen,
     connectTimeoutMs: readInt(e, 'SLIPWAY_CONNECT_TIMEOUT_MS', 15_000, 100, 600_000, problems),
+    acquireTimeoutMs: readInt(e, 'SLIPWAY_ACQUIRE_TIMEOUT_MS', 600_000, 100, 24 * 3_600_000, problems),
+    buildIdleMs: readInt(e, 'SLIPWAY_BUILD_IDLE_MS', 30_000, 0, 24 * 3_600_000, problems),
     logLevel: readEnum(e, 'SLIPWAY_LOG_LEVEL', LogLevels, 'warn', problems),
     env,
   };

@@ -33,6 +33,7 @@ export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platfor
     const settle = (error: CliError | undefined): void => {
       if (settled) return;
       settled = true;
+      client.streamEnded();
       resolve(error);
     };
     const maybeDone = (): void => {

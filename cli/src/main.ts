@@ -10,8 +10,11 @@ const USAGE = `Usage: slipway <command> [flags]
 Commands:
   proxy --platform P --listen unix:///PATH.sock|tcp://127.0.0.1:PORT [--listen ...]
       Serve local endpoints for docker/buildx; each connection is one tunnel to a builder.
+      The first connection creates a build and acquires a builder (the project's warm one
+      when it is free); the build ends --build-idle-ms after the last connection closes.
   dial-stdio --platform P
-      Carry stdin/stdout as one tunnel stream (for buildx/ssh-style connection helpers).
+      Carry stdin/stdout as one tunnel stream (for buildx/ssh-style connection helpers);
+      its build ends when the stream does.
 
 Flags (or environment variables):
 ${Object.entries(CLI_FLAGS)
@@ -39,6 +42,9 @@ async function main(argv: string[]): Promise<number> {
     env: config.env,
     connectTimeoutMs: config.connectTimeoutMs,
     log,
+    acquireTimeoutMs: config.acquireTimeoutMs,
+    // dial-stdio serves one connection: its build ends with it.
+    buildIdleMs: command === 'dial-stdio' ? 0 : config.buildIdleMs,
   });
   if (command === 'dial-stdio') {
     const error = await bridgeLocal(
@@ -54,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
       config.platform,
       log,
     );
-    client.close();
+    await client.close();
     if (error) throw error;
     return 0;
   }
@@ -68,7 +74,7 @@ async function main(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => resolve());
   });
   await proxy.close();
-  client.close();
+  await client.close();
   return 0;
 }
 

@@ -23,6 +23,8 @@ export function cliCodeOf(wire: WireErrorCode | string | undefined, accepted: bo
       return 'NO_AGENT';
     case 'AGENT_LOST':
       return 'AGENT_LOST';
+    case 'BUILD_ENDED':
+      return 'BUILD_ENDED';
     default:
       return accepted ? 'TUNNEL_FAILED' : 'TUNNEL_REFUSED';
   }

@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { createLogger, type Logger } from '@slipway/proto';
-import { Gateway, TokenIssuer, TokenVerifier, ensureDevPki, parseBearer, type DevPki } from '@slipway/gateway';
+import { Gateway, MemoryRoutingTable, TokenIssuer, TokenVerifier, ensureDevPki, parseBearer, type DevPki } from '@slipway/gateway';
 import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
 import type { DevLauncherConfig } from './config.js';
 import { localGatewayUrl } from './config.js';
@@ -83,6 +83,16 @@ export async function startDevStack(config: DevLauncherConfig, log: Logger): Pro
     agentDescribeTimeoutMs: 10_000,
     maxHeaderBytes: 16 * 1024,
     log: createLogger('gateway', config.logLevel),
+    // One process, one replica: the in-process routing table; build tokens signed with the dev key.
+    table: new MemoryRoutingTable(),
+    buildTokenIssuer: issuer,
+    placement: {
+      spillAfterMs: 30_000,
+      buildLeaseMs: 30_000,
+      buildHeartbeatIntervalMs: 5_000,
+      buildTokenTtlSec: 3_600,
+      builderLeaseMs: GATEWAY_HEARTBEAT_TIMEOUT_MS,
+    },
   });
   let address;
   try {

@@ -48,3 +48,4 @@ export * from './cliProcess.js';
 export * from './testTunnelClient.js';
 export * from './squid.js';
 export * from './agentProcess.js';
+export * from './buildLifecycle.js';

@@ -1,5 +1,5 @@
 import { createLogger, type Platform } from '@slipway/proto';
-import { Gateway, TokenIssuer, TokenVerifier, makeTestPki, parseBearer, type TestPki } from '@slipway/gateway';
+import { Gateway, MemoryRoutingTable, TokenIssuer, TokenVerifier, makeTestPki, parseBearer, type RoutingTable, type TestPki } from '@slipway/gateway';
 import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
@@ -10,7 +10,23 @@ export interface StackAgentSpec {
   platform: Platform;
   upstream: string;
   maxStreams?: number;
+  maxBuilds?: number;
   heartbeatTimeoutMs?: number;
+  instanceId?: string;
+}
+
+export interface StackOptions {
+  heartbeatIntervalMs?: number;
+  heartbeatTimeoutMs?: number;
+  port?: number;
+  /** Shared routing table (e.g. Redis) for several stacks acting as replicas; default in-process. */
+  table?: RoutingTable;
+  /** Test PKI to share between replicas (same CA and token keys). */
+  pki?: TestPki;
+  gatewayId?: string;
+  spillAfterMs?: number;
+  builderLeaseMs?: number;
+  buildLeaseMs?: number;
 }
 
 export interface SlipwayStack {
@@ -25,19 +41,23 @@ export interface SlipwayStack {
   agentToken(agentId: string): Promise<string>;
   startAgent(spec: StackAgentSpec): Promise<Agent>;
   restartGateway(): Promise<void>;
+  table: RoutingTable;
   close(): Promise<void>;
 }
 
 const quiet = process.env['SLIPWAY_TEST_VERBOSE'] === '1' ? 'debug' : 'silent';
 
 // A gateway and agents in this process, on real TLS sockets on port 0, with a fresh test PKI.
-export async function startStack(options: { heartbeatIntervalMs?: number; heartbeatTimeoutMs?: number; port?: number } = {}): Promise<SlipwayStack> {
-  const pki = await makeTestPki();
+export async function startStack(options: StackOptions = {}): Promise<SlipwayStack> {
+  const ownPki = options.pki === undefined;
+  const pki = options.pki ?? (await makeTestPki());
+  const table = options.table ?? new MemoryRoutingTable();
+  const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;
   const issuer = new TokenIssuer({ issuer: 'slipway-test', privateJwk: pki.signingKey.privateJwk });
   const verifier = new TokenVerifier({ issuer: 'slipway-test', keys: [pki.signingKey.publicJwk] });
   const makeGateway = (port: number): Gateway =>
     new Gateway({
-      gatewayId: 'gw-test',
+      gatewayId: options.gatewayId ?? 'gw-test',
       host: '127.0.0.1',
       port,
       tls: { key: pki.serverKeyPem, cert: pki.serverCertPem },
@@ -46,10 +66,19 @@ export async function startStack(options: { heartbeatIntervalMs?: number; heartb
       // Everything shares one process (and two cores) in these tests: a timeout much shorter than
       // production's 15 s would mistake a busy event loop for a dead peer.
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1_000,
-      heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 10_000,
+      heartbeatTimeoutMs,
       agentDescribeTimeoutMs: 5_000,
       maxHeaderBytes: 16 * 1024,
       log: createLogger('gateway', quiet),
+      table,
+      buildTokenIssuer: issuer,
+      placement: {
+        spillAfterMs: options.spillAfterMs ?? 2_000,
+        buildLeaseMs: options.buildLeaseMs ?? 30_000,
+        buildHeartbeatIntervalMs: 1_000,
+        buildTokenTtlSec: 3_600,
+        builderLeaseMs: options.builderLeaseMs ?? heartbeatTimeoutMs,
+      },
     });
   let gateway = makeGateway(options.port ?? 0);
   const address = await gateway.listen();
@@ -60,6 +89,7 @@ export async function startStack(options: { heartbeatIntervalMs?: number; heartb
   const stack: SlipwayStack = {
     pki,
     issuer,
+    table,
     gateway,
     gatewayUrl: `https://127.0.0.1:${port}`,
     port,
@@ -78,6 +108,8 @@ export async function startStack(options: { heartbeatIntervalMs?: number; heartb
           SLIPWAY_UPSTREAM: spec.upstream,
           SLIPWAY_CA_CERT: caPath,
           SLIPWAY_MAX_STREAMS: String(spec.maxStreams ?? 1024),
+          SLIPWAY_MAX_BUILDS: String(spec.maxBuilds ?? 64),
+          ...(spec.instanceId ? { SLIPWAY_INSTANCE_ID: spec.instanceId } : {}),
           SLIPWAY_HEARTBEAT_TIMEOUT_MS: String(spec.heartbeatTimeoutMs ?? 10_000),
           SLIPWAY_RECONNECT_BASE_MS: '50',
           SLIPWAY_RECONNECT_MAX_MS: '500',
@@ -102,7 +134,8 @@ export async function startStack(options: { heartbeatIntervalMs?: number; heartb
     async close() {
       await Promise.all([...agents.values()].map((a) => a.close()));
       await stack.gateway.close(0);
-      await pki.cleanup();
+      if (options.table === undefined) await table.close();
+      if (ownPki) await pki.cleanup();
     },
   };
   return stack;

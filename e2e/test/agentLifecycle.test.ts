@@ -84,7 +84,7 @@ test('an agent drains on SIGTERM: active streams finish, new ones are refused, t
     const status = await agent.exited;
     assert.equal(status.code, 0);
   } finally {
-    client.close();
+    await client.close();
     await agent.stop();
   }
 });

@@ -46,7 +46,7 @@ async function roundTrip(gatewayUrl: string): Promise<{ transport: string | unde
   const [error] = await ended;
   assert.equal(error, undefined);
   const transport = client.transport;
-  client.close();
+  await client.close();
   return { transport, echoed: Buffer.concat(chunks).toString() };
 }
 

@@ -43,7 +43,7 @@ async function proxyFor(
     sock,
     close: async () => {
       await proxy.close();
-      client.close();
+      await client.close();
     },
   };
 }

@@ -14,6 +14,8 @@ import {
   startEchoServer,
   startAgentProcess,
   tunnelClientFor,
+  acquireBuild,
+  gatewayApi,
   type SlipwayStack,
   type EchoServer,
 } from '@slipway/e2e';
@@ -57,8 +59,15 @@ async function h2Tunnel(headers: http2.OutgoingHttpHeaders): Promise<Answer> {
   }
 }
 
+// Tunnels carry build tokens: one build per project, acquired once.
+const buildTokens = new Map<string, Promise<string>>();
 async function bearer(project = 'demo'): Promise<string> {
-  return `Bearer ${await stack.clientToken(project)}`;
+  let token = buildTokens.get(project);
+  if (!token) {
+    token = acquireBuild(stack, { project }).then((b) => b.token);
+    buildTokens.set(project, token);
+  }
+  return `Bearer ${await token}`;
 }
 
 describe('HTTP/2 tunnel requests that must be refused', () => {
@@ -98,7 +107,20 @@ describe('HTTP/2 tunnel requests that must be refused', () => {
     ],
     ['missing platform', async () => ({ authorization: await bearer() }), 400, 'BAD_REQUEST', /slipway-platform/],
     ['unknown platform', async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/s390x' }), 400, 'UNKNOWN_PLATFORM', /s390x/],
-    ['no agent for the platform', async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/arm64' }), 503, 'NO_AGENT', /linux\/arm64/],
+    [
+      'a platform the build acquired no builder for',
+      async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/arm64' }),
+      503,
+      'NO_CAPACITY',
+      /no builder for linux\/arm64: acquire one first/,
+    ],
+    [
+      'a project token instead of a build token',
+      async () => ({ authorization: `Bearer ${await stack.clientToken('demo')}`, 'slipway-platform': 'linux/amd64' }),
+      403,
+      'FORBIDDEN',
+      /build token/,
+    ],
     [
       'oversized request headers',
       async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/amd64', 'x-padding': 'p'.repeat(12_000), 'x-more': 'q'.repeat(6_000) }),
@@ -158,10 +180,10 @@ describe('WebSocket tunnel requests that must be refused', () => {
     assert.equal(answer.status, 401);
     assert.equal(answer.code, 'UNAUTHENTICATED');
   });
-  test('no agent for the platform', async () => {
+  test('a platform the build has no builder for', async () => {
     const answer = await wsRefusal({ authorization: await bearer(), 'slipway-platform': 'linux/arm64' });
     assert.equal(answer.status, 503);
-    assert.equal(answer.code, 'NO_AGENT');
+    assert.equal(answer.code, 'NO_CAPACITY');
   });
   test('unknown upgrade path', async () => {
     const answer = await wsRefusal({ authorization: await bearer() }, '/v1/nope');
@@ -211,19 +233,25 @@ describe('agent connections that must be refused', () => {
 });
 
 describe('the CLI maps refusals to its own error codes', () => {
-  test('NO_AGENT for a platform nobody serves', async () => {
+  test('NO_AGENT for a platform nobody serves, when the build acquires its builder', async () => {
     const client = await tunnelClientFor(stack, { transport: 'h2' });
-    const tunnel = await client.open('linux/arm64');
-    tunnel.writable.end();
-    const [error] = (await once(tunnel, 'remote-end')) as [CliError];
-    assert.equal(error.code, 'NO_AGENT');
-    assert.match(error.message, /linux\/arm64/);
-    client.close();
+    await assert.rejects(client.open('linux/arm64'), (err: CliError) => err.code === 'NO_AGENT' && /linux\/arm64/.test(err.message));
+    await client.close();
+  });
+  test('the lifecycle API answers NO_AGENT for a platform nobody serves', async () => {
+    const created = await gatewayApi<{ buildId: string; token: string }>(stack, 'POST', '/v1/builds', await stack.clientToken('demo'), { platforms: ['linux/arm64'] });
+    assert.equal(created.status, 201);
+    const answer = await gatewayApi<{ error: { code: string; message: string } }>(stack, 'POST', `/v1/builds/${created.body.buildId}/acquire`, created.body.token, {
+      platform: 'linux/arm64',
+    });
+    assert.equal(answer.status, 503);
+    assert.equal(answer.body.error.code, 'NO_AGENT');
+    assert.match(answer.body.error.message, /no linux\/arm64 builder is connected/);
   });
   test('TLS_FAILED naming the issuer when the CA is not trusted', async () => {
     const client = await tunnelClientFor(stack, { transport: 'auto', ca: Buffer.from(stack.pki.unrelatedCa.certPem) });
     await assert.rejects(client.open('linux/amd64'), (err: CliError) => err.code === 'TLS_FAILED' && /issued by/.test(err.message));
-    client.close();
+    await client.close();
   });
 });
 
@@ -248,7 +276,7 @@ describe('an agent that is killed', () => {
       assert.equal(error.code, 'AGENT_LOST');
       assert.match(error.message, /doomed/);
       tunnel.cancel();
-      client.close();
+      await client.close();
     } finally {
       await agent.stop();
     }
@@ -269,7 +297,7 @@ describe('a gateway that goes away mid-stream', () => {
       const [error] = await ended;
       assert.ok(error, 'the stream ended with an error');
       assert.match(error.code, /TUNNEL_FAILED|AGENT_LOST/);
-      client.close();
+      await client.close();
     } finally {
       await s.close();
     }

@@ -42,7 +42,7 @@ async function roundTripThrough(env: Record<string, string>, transport: 'h2' | '
   const result = await echoRoundTrip(socket, 8 * 1024 * 1024);
   assert.equal(result.received, result.sent);
   server.close();
-  client.close();
+  await client.close();
 }
 
 for (const transport of ['h2', 'websocket'] as const) {
@@ -62,7 +62,7 @@ test('wrong proxy credentials: the error names the proxy, not the gateway', asyn
     assert.doesNotMatch(err.message, /wrong/, 'no credentials in the message');
     return true;
   });
-  client.close();
+  await client.close();
 });
 
 test('NO_PROXY covering the gateway bypasses the proxy', async () => {

@@ -39,6 +39,9 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
   readonly fleet: string;
   platform: Platform = 'linux/amd64';
   maxStreams = 0;
+  /** Builds at once (placement capacity), from Describe; agents too old to say get 1. */
+  maxBuilds = 1;
+  instanceId: string | undefined;
   description: AgentDescription | undefined;
   activeStreams = 0;
   draining = false;
@@ -91,6 +94,8 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
     this.description = description;
     this.platform = description.platform;
     this.maxStreams = description.maxStreams;
+    this.maxBuilds = description.maxBuilds > 0 ? description.maxBuilds : 1;
+    this.instanceId = description.instanceId || undefined;
     this.startHeartbeat();
   }
 

@@ -1,9 +1,8 @@
-import type { Platform } from '@slipway/proto';
 import { GatewayError } from './gatewayError.js';
 import type { AgentLink } from './agentLink.js';
 
-// The agents connected to this gateway replica. Placement here is least-loaded within a
-// platform; project affinity and the shared routing table come with the placement work.
+// The agent links this gateway replica holds. Placement is the routing table's business; this
+// is only where a placed build's streams find the link (or learn it is on another replica).
 export class AgentPool {
   private readonly links = new Map<string, AgentLink>();
 
@@ -19,18 +18,10 @@ export class AgentPool {
     });
   }
 
-  pick(platform: Platform): AgentLink {
-    let best: AgentLink | undefined;
-    let seen = 0;
-    for (const link of this.links.values()) {
-      if (link.platform !== platform || link.description === undefined) continue;
-      seen++;
-      if (!link.hasCapacity()) continue;
-      if (!best || link.activeStreams / link.maxStreams < best.activeStreams / best.maxStreams) best = link;
-    }
-    if (best) return best;
-    if (seen === 0) throw new GatewayError('NO_AGENT', `no agent for platform ${platform} is connected`);
-    throw new GatewayError('NO_CAPACITY', `all ${seen} agent(s) for ${platform} are full or draining`);
+  /** The live, described link to an agent on this replica, if there is one. */
+  get(agentId: string): AgentLink | undefined {
+    const link = this.links.get(agentId);
+    return link && !link.closed && link.description !== undefined ? link : undefined;
   }
 
   list(): AgentLink[] {

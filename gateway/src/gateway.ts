@@ -14,6 +14,7 @@ import {
   http2Settings,
   isPlatform,
   type Logger,
+  type Platform,
 } from '@slipway/proto';
 import type { FastifyInstance } from 'fastify';
 import { GatewayError, toGatewayError, wireCodeOf } from './gatewayError.js';
@@ -26,6 +27,12 @@ import { VerifiedTokenCache } from './verifiedTokenCache.js';
 import { Http2ClientEnd, refuseHttp2 } from './http2ClientEnd.js';
 import { WebSocketClientEnd } from './webSocketClientEnd.js';
 import { createHttpApi } from './httpApi.js';
+import type { RoutingTable } from './routing/routingTable.js';
+import type { TokenIssuer } from './tokenIssuer.js';
+import { BuildService } from './buildService.js';
+import { BuilderRegistry } from './builderRegistry.js';
+import { registerBuildApi } from './buildApi.js';
+import type { StreamTarget } from './tunnelSplice.js';
 
 export interface GatewayOptions {
   gatewayId: string;
@@ -39,6 +46,24 @@ export interface GatewayOptions {
   agentDescribeTimeoutMs: number;
   maxHeaderBytes: number;
   log: Logger;
+  /** The shared routing table (Redis), or an in-process one for a single replica. */
+  table: RoutingTable;
+  /** Signs build tokens; every replica must hold the same key (its public half verifies them). */
+  buildTokenIssuer: TokenIssuer;
+  placement: PlacementOptions;
+  /** Whether the fleet can bring up builders of a platform on demand; default: it cannot (local agents). */
+  canProvision?: (platform: Platform) => boolean;
+}
+
+export interface PlacementOptions {
+  /** A build waits this long for its project's busy or starting builders, then spills to the pool. */
+  spillAfterMs: number;
+  /** A build whose heartbeats stop for this long releases its builders. */
+  buildLeaseMs: number;
+  buildHeartbeatIntervalMs: number;
+  buildTokenTtlSec: number;
+  /** A builder is placeable this long after a replica last renewed it. */
+  builderLeaseMs: number;
 }
 
 // HPACK's accounting (RFC 7541 4.1): each field costs its name, its value and 32 bytes.
@@ -66,6 +91,8 @@ function refuseUpgrade(socket: Duplex, error: GatewayError): void {
 export class Gateway {
   readonly pool = new AgentPool();
   readonly metrics: GatewayMetrics;
+  readonly builds: BuildService;
+  private readonly registry: BuilderRegistry;
   private readonly tunnels: TunnelService;
   private readonly app: FastifyInstance;
   private server!: tls.Server;
@@ -89,8 +116,28 @@ export class Gateway {
       () => this.tunnels.activeByPlatform(),
     );
     const clientAuth = new VerifiedTokenCache(options.auth, { maxEntries: 4096, maxAgeMs: 60_000 });
-    this.tunnels = new TunnelService(clientAuth, this.pool, this.metrics, options.log, options.parseBearer);
+    this.builds = new BuildService({
+      table: options.table,
+      issuer: options.buildTokenIssuer,
+      metrics: this.metrics,
+      log: options.log,
+      spillAfterMs: options.placement.spillAfterMs,
+      buildLeaseMs: options.placement.buildLeaseMs,
+      buildHeartbeatIntervalMs: options.placement.buildHeartbeatIntervalMs,
+      buildTokenTtlSec: options.placement.buildTokenTtlSec,
+      canProvision: options.canProvision ?? (() => false),
+    });
+    this.registry = new BuilderRegistry({
+      table: options.table,
+      gatewayId: options.gatewayId,
+      leaseMs: options.placement.builderLeaseMs,
+      renewIntervalMs: Math.max(50, Math.floor(options.placement.builderLeaseMs / 3)),
+      log: options.log,
+    });
+    this.tunnels = new TunnelService(clientAuth, this.pool, this.builds, (agentId) => this.remoteTarget(agentId), this.metrics, options.log, options.parseBearer);
     this.app = createHttpApi({
+      register: (app) =>
+        registerBuildApi(app, { builds: this.builds, auth: clientAuth, parseBearer: options.parseBearer, metrics: this.metrics, log: options.log }),
       serverFactory: (handler) => this.createServer(handler as (req: unknown, res: unknown) => void),
       metrics: this.metrics.registry,
       isReady: () =>
@@ -157,6 +204,11 @@ export class Gateway {
     return server;
   }
 
+  // Replica forwarding is not wired yet: a builder linked only to another replica is unreachable.
+  private async remoteTarget(_agentId: string): Promise<StreamTarget | undefined> {
+    return undefined;
+  }
+
   async listen(): Promise<AddressInfo> {
     await this.app.listen({ host: this.options.host, port: this.options.port });
     return this.server.address() as AddressInfo;
@@ -179,7 +231,7 @@ export class Gateway {
     stream.pause();
     this.tunnels
       .authorize(headers, 'h2')
-      .then((request) => this.tunnels.run(new Http2ClientEnd(stream), request, this.tunnels.route(request), 'h2'))
+      .then(async (request) => this.tunnels.run(new Http2ClientEnd(stream), request, await this.tunnels.route(request), 'h2'))
       .catch((err: unknown) => refuseHttp2(stream, toGatewayError(err)));
   }
 
@@ -213,8 +265,8 @@ export class Gateway {
     }
     this.tunnels
       .authorize(req.headers, 'websocket')
-      .then((request) => {
-        const link = this.tunnels.route(request);
+      .then(async (request) => {
+        const link = await this.tunnels.route(request);
         this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
           const end = new WebSocketClientEnd(ws);
           this.tunnels.run(end, request, link, 'websocket').catch((err: unknown) => end.fail(toGatewayError(err)));
@@ -262,6 +314,13 @@ export class Gateway {
       throw error;
     }
     this.pool.add(link);
+    try {
+      await this.registry.add(link);
+    } catch (err) {
+      const error = toGatewayError(err);
+      link.close(error);
+      throw error;
+    }
     this.metrics.agentConnections.inc({ outcome: 'accepted' });
     this.options.log.info('agent connected', { agentId: link.agentId, platform: link.platform, maxStreams: link.maxStreams });
   }
@@ -270,6 +329,7 @@ export class Gateway {
   // the grace period runs out.
   async close(graceMs = 0): Promise<void> {
     this.draining = true;
+    this.registry.close();
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline && this.tunnels.activeByPlatform().some(([, n]) => n > 0)) {
       await new Promise((r) => setTimeout(r, 50));

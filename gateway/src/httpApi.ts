@@ -7,6 +7,8 @@ export interface HttpApiOptions {
   metrics: MetricsRegistry;
   isReady: () => { ready: boolean; reason: string };
   maxHeaderBytes: number;
+  /** Adds the routes that need the gateway's services (the build lifecycle). */
+  register?: (app: FastifyInstance) => void;
 }
 
 // The plain HTTP API on the gateway's one port. Tunnels and agent links never reach fastify:
@@ -17,6 +19,7 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
     https: { allowHTTP1: true },
     serverFactory: options.serverFactory as never,
     logger: false,
+    bodyLimit: 64 * 1024,
   } as never) as unknown as FastifyInstance;
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
@@ -24,6 +27,7 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', reason });
   });
   app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(options.metrics.render()));
+  options.register?.(app);
   app.setNotFoundHandler(async (req, reply) =>
     reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${req.url.slice(0, 200)}` } }),
   );

@@ -4,3 +4,7 @@ export { loadConfig, type GatewayConfig } from './config.js';
 export { TokenVerifier, parseBearer, loadVerificationKeys } from './tokenVerifier.js';
 export { TokenIssuer, generateSigningKey } from './tokenIssuer.js';
 export { ensureDevPki, makeTestPki, type DevPki, type TestPki } from './devPki.js';
+export { MemoryRoutingTable } from './routing/memoryRoutingTable.js';
+export type * from './routing/routingTable.js';
+export { BuildService } from './buildService.js';
+export { loadSigningKey } from './tokenIssuer.js';

@@ -3,6 +3,8 @@ import { createLogger } from '@slipway/proto';
 import { loadConfig, GATEWAY_FLAGS } from './config.js';
 import { Gateway } from './gateway.js';
 import { TokenVerifier, loadVerificationKeys, parseBearer } from './tokenVerifier.js';
+import { TokenIssuer, generateSigningKey, loadSigningKey } from './tokenIssuer.js';
+import { MemoryRoutingTable } from './routing/memoryRoutingTable.js';
 import { toGatewayError } from './gatewayError.js';
 
 const argv = process.argv.slice(2);
@@ -18,7 +20,14 @@ if (argv.includes('--help') || argv.includes('-h')) {
 async function main(): Promise<void> {
   const config = loadConfig(process.env, argv);
   const log = createLogger('gateway', config.logLevel);
-  const verifier = new TokenVerifier({ issuer: config.tokenIssuer, keys: await loadVerificationKeys(config.tokenJwksPath) });
+  // Build tokens are signed by the gateway itself; without a configured key (one replica, no
+  // Redis) a fresh one is made up at start, and builds do not survive a restart anyway.
+  const signing = config.signingKeyPath ? await loadSigningKey(config.signingKeyPath) : generateSigningKey(`gateway-${config.gatewayId}`);
+  const jwks = await loadVerificationKeys(config.tokenJwksPath);
+  const keys = jwks.keys.some((k) => k.kid === signing.publicJwk.kid) ? jwks.keys : [...jwks.keys, signing.publicJwk];
+  const verifier = new TokenVerifier({ issuer: config.tokenIssuer, keys });
+  const buildTokenIssuer = new TokenIssuer({ issuer: config.tokenIssuer, privateJwk: signing.privateJwk });
+  const table = new MemoryRoutingTable();
   const gateway = new Gateway({
     gatewayId: config.gatewayId,
     host: config.listenHost,
@@ -31,6 +40,15 @@ async function main(): Promise<void> {
     agentDescribeTimeoutMs: config.agentDescribeTimeoutMs,
     maxHeaderBytes: config.maxHeaderBytes,
     log,
+    table,
+    buildTokenIssuer,
+    placement: {
+      spillAfterMs: config.spillAfterMs,
+      buildLeaseMs: config.buildLeaseMs,
+      buildHeartbeatIntervalMs: config.buildHeartbeatIntervalMs,
+      buildTokenTtlSec: config.buildTokenTtlSec,
+      builderLeaseMs: config.builderLeaseMs,
+    },
   });
   const address = await gateway.listen();
   log.info('gateway listening', { host: address.address, port: address.port, gatewayId: config.gatewayId });

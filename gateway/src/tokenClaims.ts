@@ -29,6 +29,18 @@ export interface ClientTokenClaims {
   scope: string | string[];
 }
 
+/** Build ids are gateway-minted UUIDs; the pattern keeps anything else out of keys and logs. */
+export const BUILD_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * A build token is a client token (same audience, `build` scope) that also names one build: the
+ * gateway mints it when a build is created, and tunnel streams carrying it go to the builders
+ * acquired for that build and nowhere else.
+ */
+export interface BuildTokenClaims extends ClientTokenClaims {
+  build: string;
+}
+
 /** Payload of an agent join token (besides iss, aud, iat, nbf, exp, jti). */
 export interface AgentTokenClaims {
   /** The agent id. */

@@ -1,7 +1,9 @@
 import { createPrivateKey, generateKeyPairSync, randomUUID, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { SignJWT, type JWK } from 'jose';
 import { GatewayError } from './gatewayError.js';
 import {
+  BUILD_ID_PATTERN,
   AGENT_AUDIENCE,
   AGENT_ID_PATTERN,
   CLIENT_AUDIENCE,
@@ -23,6 +25,14 @@ export interface ClientTokenRequest {
   scopes: readonly string[];
   ttlSec: number;
   /** Issue as if at this time (tests use it for expired and not-yet-valid tokens). Default now. */
+  issuedAt?: Date;
+}
+
+export interface BuildTokenRequest {
+  project: string;
+  subject: string;
+  buildId: string;
+  ttlSec: number;
   issuedAt?: Date;
 }
 
@@ -85,6 +95,18 @@ export class TokenIssuer {
     return this.#sign({ project, scope: scopes.join(' ') }, CLIENT_AUDIENCE, subject, ttlSec, issuedAt);
   }
 
+  async issueBuildToken(request: BuildTokenRequest): Promise<string> {
+    const { project, subject, buildId, ttlSec, issuedAt } = request;
+    if (!PROJECT_PATTERN.test(project)) {
+      throw new GatewayError('BAD_REQUEST', `project '${project}' does not match ${PROJECT_PATTERN.source}`);
+    }
+    if (!BUILD_ID_PATTERN.test(buildId)) {
+      throw new GatewayError('BAD_REQUEST', `build id '${buildId}' is not a lowercase UUID`);
+    }
+    if (subject === '') throw new GatewayError('BAD_REQUEST', 'token subject must be non-empty');
+    return this.#sign({ project, scope: 'build', build: buildId }, CLIENT_AUDIENCE, subject, ttlSec, issuedAt);
+  }
+
   async issueAgentToken(request: AgentTokenRequest): Promise<string> {
     const { agentId, fleet, ttlSec, issuedAt } = request;
     if (!AGENT_ID_PATTERN.test(agentId)) {
@@ -129,4 +151,26 @@ export function generateSigningKey(kid: string): SigningKeyPair {
     privateJwk: { ...(privateKey.export({ format: 'jwk' }) as JWK), ...meta },
     publicJwk: { ...(publicKey.export({ format: 'jwk' }) as JWK), ...meta },
   };
+}
+
+/**
+ * Reads the private ES256 key that signs build tokens: a JWK, or a JWKS whose first key is used
+ * (the dev PKI's jwks.private.json). Returns the key pair, public half derived from it.
+ */
+export async function loadSigningKey(path: string): Promise<SigningKeyPair> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new GatewayError('CONFIG_INVALID', `cannot read the signing key from ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const keys = (doc as { keys?: unknown }).keys;
+  const jwk = (Array.isArray(keys) ? keys[0] : doc) as JWK | undefined;
+  if (typeof jwk !== 'object' || jwk === null || typeof jwk.d !== 'string' || typeof jwk.kid !== 'string') {
+    throw new GatewayError('CONFIG_INVALID', `signing key file ${path} must hold a private EC P-256 JWK with a kid (or a JWKS of them); it does not`);
+  }
+  // Constructing an issuer validates the key's type and curve with a precise message.
+  new TokenIssuer({ issuer: 'check', privateJwk: jwk });
+  const { d: _d, ...publicJwk } = jwk;
+  return { privateJwk: jwk, publicJwk };
 }

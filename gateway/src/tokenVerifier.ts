@@ -5,6 +5,7 @@ import { GatewayError } from './gatewayError.js';
 import {
   AGENT_AUDIENCE,
   AGENT_ID_PATTERN,
+  BUILD_ID_PATTERN,
   BUILD_SCOPE,
   CLIENT_AUDIENCE,
   FLEET_PATTERN,
@@ -35,6 +36,8 @@ export interface ClientIdentity {
   expiresAt: Date;
   /** The `jti` claim, when the token has one. */
   tokenId: string | undefined;
+  /** Set for build tokens: the one build this token may reach builders for. */
+  buildId: string | undefined;
 }
 
 export interface AgentIdentity {
@@ -99,7 +102,11 @@ export class TokenVerifier {
     if (jti !== undefined && typeof jti !== 'string') {
       throw unauthenticated(`token 'jti' claim is ${show(jti)}, expected a string`);
     }
-    return { subject, project, scopes, expiresAt, tokenId: jti };
+    const build = payload['build'];
+    if (build !== undefined && (typeof build !== 'string' || !BUILD_ID_PATTERN.test(build))) {
+      throw unauthenticated(`token 'build' claim is ${show(build)}, expected a build id (a lowercase UUID)`);
+    }
+    return { subject, project, scopes, expiresAt, tokenId: jti, buildId: build };
   }
 
   /** Verifies an agent join token. */

@@ -4,14 +4,19 @@ import { Header, Platforms, isPlatform, type Logger, type Platform } from '@slip
 import { GatewayError, toGatewayError, wireCodeOf } from './gatewayError.js';
 import type { Authenticator, ClientIdentity } from './authenticator.js';
 import type { AgentPool } from './agentPool.js';
-import type { AgentLink } from './agentLink.js';
 import type { GatewayMetrics } from './metrics.js';
-import { splice, type ClientEnd } from './tunnelSplice.js';
+import type { BuildService } from './buildService.js';
+import { splice, type ClientEnd, type StreamTarget } from './tunnelSplice.js';
+
+/** Finds a stream target for a builder whose link this replica does not hold (replica forwarding). */
+export type RemoteRoute = (agentId: string, request: TunnelRequest) => Promise<StreamTarget | undefined>;
 
 export interface TunnelRequest {
   identity: ClientIdentity;
   platform: Platform;
   streamId: string;
+  /** The build whose builder the stream goes to (from the build token). */
+  buildId: string;
 }
 
 function single(headers: IncomingHttpHeaders, name: string): string | undefined {
@@ -27,6 +32,8 @@ export class TunnelService {
   constructor(
     private readonly auth: Authenticator,
     private readonly pool: AgentPool,
+    private readonly builds: BuildService,
+    private readonly remote: RemoteRoute,
     private readonly metrics: GatewayMetrics,
     private readonly log: Logger,
     private readonly parseBearer: (header: string | undefined) => string,
@@ -51,7 +58,14 @@ export class TunnelService {
       if (project !== undefined && project !== identity.project) {
         throw new GatewayError('FORBIDDEN', `token is for project '${identity.project}' but the request names project '${project.slice(0, 64)}'`);
       }
-      return { identity, platform, streamId: single(headers, Header.streamId)?.slice(0, 64) || randomUUID() };
+      const { buildId } = identity;
+      if (buildId === undefined) {
+        throw new GatewayError(
+          'FORBIDDEN',
+          `tunnels need a build token; this is a project token for '${identity.project}'. Create a build (POST /v1/builds) and acquire a builder first`,
+        );
+      }
+      return { identity, platform, buildId, streamId: single(headers, Header.streamId)?.slice(0, 64) || randomUUID() };
     } catch (err) {
       const error = toGatewayError(err);
       this.metrics.authFailures.inc({ path: 'tunnel', transport, code: wireCodeOf(error.code) });
@@ -59,13 +73,22 @@ export class TunnelService {
     }
   }
 
-  // Picks the agent for an authorized request; throws NO_AGENT / NO_CAPACITY, which callers
-  // report before the client is told anything (before a WebSocket upgrade, too).
-  route(request: TunnelRequest): AgentLink {
-    return this.pool.pick(request.platform);
+  // Finds the builder acquired for the request's build: the link here, or a forward to the
+  // replica holding it. Throws (NO_CAPACITY, AGENT_LOST, BUILD_ENDED, ...) before the client is
+  // told anything, so callers can still refuse the stream or the WebSocket upgrade.
+  async route(request: TunnelRequest): Promise<StreamTarget> {
+    const { agentId } = await this.builds.builderFor(request.identity, request.platform);
+    const target: StreamTarget | undefined = this.pool.get(agentId) ?? (await this.remote(agentId, request));
+    if (target === undefined) {
+      throw new GatewayError('AGENT_LOST', `builder ${agentId} of build ${request.buildId} is not connected to any gateway replica`);
+    }
+    if (!target.hasCapacity()) {
+      throw new GatewayError('NO_CAPACITY', `builder ${agentId} is at its stream limit or draining`);
+    }
+    return target;
   }
 
-  async run(client: ClientEnd, request: TunnelRequest, link: AgentLink, transport: string): Promise<void> {
+  async run(client: ClientEnd, request: TunnelRequest, link: StreamTarget, transport: string): Promise<void> {
     const agentStream = link.openStream({ streamId: request.streamId, project: request.identity.project, platform: request.platform });
     // The stream's own error listener comes from splice(); this one covers the gap until then.
     agentStream.on('error', () => {});

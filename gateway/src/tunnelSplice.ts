@@ -2,7 +2,7 @@ import http2, { type ClientHttp2Stream } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
 import { Header, STREAM_END_CLEAN, isWireErrorCode, pump, type Pump } from '@slipway/proto';
 import { GatewayError } from './gatewayError.js';
-import type { AgentLink } from './agentLink.js';
+import type { StreamRequest } from './agentLink.js';
 
 // The client's end of a tunnel stream, whatever carries it (an HTTP/2 stream or a WebSocket).
 export interface ClientEnd {
@@ -16,6 +16,15 @@ export interface ClientEnd {
   fail(error: GatewayError): void;
   // The client is gone or the stream is abandoned: release everything, say nothing.
   abort(): void;
+}
+
+// Where a tunnel stream goes: an agent link held by this replica, or a forward to the replica
+// that holds one. Either answers in the agent stream protocol (status, body, trailers).
+export interface StreamTarget {
+  readonly agentId: string;
+  readonly closed: boolean;
+  hasCapacity(): boolean;
+  openStream(request: StreamRequest): ClientHttp2Stream;
 }
 
 export interface SpliceResult {
@@ -33,7 +42,7 @@ function agentError(headers: http2.IncomingHttpHeaders, fallback: string): Gatew
 // Joins a client end to a stream opened on an agent, both directions independent (half-close
 // travels each way on its own), and settles once: when both directions ended cleanly, or at the
 // first failure, which is reported to the client with a code before anything is torn down.
-export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: AgentLink): Promise<SpliceResult> {
+export function splice(client: ClientEnd, agentStream: ClientHttp2Stream, link: StreamTarget): Promise<SpliceResult> {
   return new Promise((resolve) => {
     let upDone = false;
     let downDone = false;

@@ -10,7 +10,7 @@ function counting(expiresAt: Date): Authenticator & { calls: number } {
     async verifyClient(token: string): Promise<ClientIdentity> {
       auth.calls++;
       if (token === 'bad') throw new GatewayError('UNAUTHENTICATED', 'bad token');
-      return { subject: 's', project: token, scopes: ['build'], expiresAt, tokenId: undefined };
+      return { subject: 's', project: token, scopes: ['build'], expiresAt, tokenId: undefined, buildId: undefined };
     },
     async verifyAgent(): Promise<never> {
       throw new GatewayError('UNAUTHENTICATED', 'not here');
