@@ -272,12 +272,14 @@ export class Ec2FleetProvider implements FleetProvider {
     action: Ec2Action,
     target: string,
     mutating: boolean,
-    send: (dryRun: boolean) => Promise<T>,
+    send: (dryRun: true | undefined) => Promise<T>,
   ): Promise<T | typeof DRY_RUN_PASSED> {
     const dryRun = mutating && this.config.dryRun;
     for (let attempt = 1; ; attempt++) {
       try {
-        const result = await send(dryRun);
+        // Outside dry-run mode DryRun is left out rather than sent as false: the request is then
+        // exactly what any other EC2 client would send.
+        const result = await send(dryRun ? true : undefined);
         if (dryRun) {
           // EC2 never performs a DryRun call; an endpoint that did has ignored the flag.
           throw new GatewayError('FLEET_FAILED', `EC2 ${action} for ${target} succeeded although DryRun was set; the endpoint ignores DryRun`);

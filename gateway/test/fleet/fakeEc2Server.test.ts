@@ -12,7 +12,9 @@ import {
   StartInstancesCommand,
   StopInstancesCommand,
   TerminateInstancesCommand,
+  type DescribeInstancesCommandInput,
   type Instance,
+  type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
 import { FakeEc2Server, indexedValues, type FakeEc2Options, type FakeLaunchTemplate } from '../support/index.js';
 
@@ -29,7 +31,7 @@ async function setup(t: TestContext, options: Partial<FakeEc2Options> = {}): Pro
   return { fake, ec2 };
 }
 
-async function launch(ec2: EC2Client, extra: Partial<ConstructorParameters<typeof RunInstancesCommand>[0]> = {}): Promise<Instance> {
+async function launch(ec2: EC2Client, extra: Partial<RunInstancesCommandInput> = {}): Promise<Instance> {
   const out = await ec2.send(
     new RunInstancesCommand({ LaunchTemplate: { LaunchTemplateId: AMD.id, Version: '$Latest' }, MinCount: 1, MaxCount: 1, ...extra }),
   );
@@ -154,7 +156,7 @@ test('DescribeInstances: tag, tag-key, wildcard and state filters, instance ids,
   const c = await launch(ec2, { TagSpecifications: [{ ResourceType: 'instance', Tags: [{ Key: 'fleet', Value: 'green' }] }] });
   await ec2.send(new TerminateInstancesCommand({ InstanceIds: [c.InstanceId!] }));
 
-  const ids = async (input: ConstructorParameters<typeof DescribeInstancesCommand>[0]): Promise<string[]> => {
+  const ids = async (input: DescribeInstancesCommandInput): Promise<string[]> => {
     const out = await ec2.send(new DescribeInstancesCommand(input));
     return (out.Reservations ?? []).flatMap((r) => (r.Instances ?? []).map((i) => i.InstanceId!)).sort();
   };
