@@ -8,3 +8,5 @@ export { MemoryRoutingTable } from './routing/memoryRoutingTable.js';
 export type * from './routing/routingTable.js';
 export { BuildService } from './buildService.js';
 export { loadSigningKey } from './tokenIssuer.js';
+export { RedisRoutingTable, type RedisRoutingTableOptions } from './routing/redisRoutingTable.js';
+export type { MemoryRoutingTableOptions } from './routing/memoryRoutingTable.js';
