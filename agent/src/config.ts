@@ -58,7 +58,8 @@ const FLAG_NOTES: Readonly<Record<string, string>> = {
   '--gateway': 'https:// URL of a gateway replica or of a load balancer in front of them; repeat the flag (or separate with commas) for several',
   '--gateway-links':
     `links kept through EACH --gateway URL, each to a different replica (default 1, at most ${MAX_GATEWAY_LINKS}); ` +
-    'raise it when a URL is a load balancer, so losing one replica leaves the agent reachable',
+    'raise it when a URL is a load balancer, so losing one replica leaves the agent reachable; a link that lands on a replica ' +
+    'already linked is closed and retried with backoff, so the agent settles on as many replicas as there are, up to N',
   '--label': 'KEY=VALUE; repeat the flag (or separate with commas) for several',
 };
 

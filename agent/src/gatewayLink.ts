@@ -4,7 +4,7 @@ import type tls from 'node:tls';
 import { FlowControl, SocketDuplex, sessionReadAllowance, type Logger } from '@slipway/proto';
 import { toAgentError } from './agentError.js';
 import { Backoff } from './backoff.js';
-import { dialGateway, type GatewayDialOptions } from './gatewayDialer.js';
+import { dialGateway, type DialedGateway, type GatewayDialOptions } from './gatewayDialer.js';
 
 export interface GatewayLinkOptions {
   gatewayUrl: URL;
@@ -83,7 +83,7 @@ export class GatewayLink {
   private async run(): Promise<void> {
     const { log, gatewayUrl, slot } = this.options;
     while (!this.stopping) {
-      let dialed;
+      let dialed: DialedGateway;
       try {
         dialed = await dialGateway({ ...this.options.dial, gatewayUrl, signal: this.stop.signal });
       } catch (err) {
