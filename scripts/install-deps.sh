@@ -2,7 +2,7 @@
 # Installs the real peers the tests run against, on a fresh Debian 12 machine, as root.
 # Idempotent: a second run only re-checks. See ../../shared/ENVIRONMENT.md for why each piece exists.
 #
-#   - Debian 12 packages: redis-server, docker.io (dockerd 20.10 + containerd + runc), busybox-static,
+#   - Debian 12 packages: redis-server, redis-tools (redis-cli), docker.io (dockerd 20.10 + containerd + runc), busybox-static,
 #     docker-registry, squid, haproxy, socat, openssl, ca-certificates.
 #   - Debian 13 docker.io / docker-buildx / docker-compose, fetched with a private apt configuration
 #     and unpacked (not installed) into $DEBIAN13_DIR/root; the system's apt sources stay untouched.
@@ -11,7 +11,7 @@
 set -euo pipefail
 
 DEBIAN13_DIR="${SLIPWAY_DEBIAN13_DIR:-/opt/debian13}"
-APT_PACKAGES=(redis-server docker.io busybox-static docker-registry squid haproxy socat openssl ca-certificates)
+APT_PACKAGES=(redis-server redis-tools docker.io busybox-static docker-registry squid haproxy socat openssl ca-certificates)
 DEBIAN13_PACKAGES=(docker.io docker-buildx docker-compose)
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }

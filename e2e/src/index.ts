@@ -49,3 +49,4 @@ export * from './testTunnelClient.js';
 export * from './squid.js';
 export * from './agentProcess.js';
 export * from './buildLifecycle.js';
+export * from './redisCluster.js';
