@@ -8,7 +8,7 @@ import { redisCommand, startRedis, type RedisServer } from './redisServer.js';
 const REDIS_CLI = 'redis-cli';
 const DEFAULT_READY_TIMEOUT_MS = 30_000;
 const POLL_MS = 100;
-// Short, so a test that kills a node sees the cluster react within a test's time.
+// Short: a node that dies is noticed within the time of one test, not the 15 s default.
 const NODE_TIMEOUT_MS = 2_000;
 
 export interface StartRedisClusterOptions {

@@ -65,7 +65,7 @@ describe('RedisRoutingTable on a Redis Cluster', () => {
       await table.announceReplica('gw', 'https://gw:9443', now, 60_000);
       await table.acquireLeadership('fleet', 'gw', now, 60_000);
 
-      // tag -> slot -> nodes holding keys of that tag
+      // Every key the table wrote, grouped by hash tag: the slots and the nodes it landed on.
       const byTag = new Map<string, { slots: Set<number>; ports: Set<number>; keys: string[] }>();
       for (const node of nodes()) {
         const keys = await redisCommand(node.port, ['KEYS', 'layout:*']);
