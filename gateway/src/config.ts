@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { mergeFlags, readInt, readBool, readEnum, parseHostPort, LogLevels, type Env, type LogLevel } from '@slipway/proto';
+import { mergeFlags, readInt, readBool, readEnum, readHttpsUrl, parseHostPort, LogLevels, type Env, type LogLevel } from '@slipway/proto';
 import { GatewayError } from './gatewayError.js';
 
 export interface GatewayConfig {
@@ -25,6 +25,10 @@ export interface GatewayConfig {
   buildHeartbeatIntervalMs: number;
   buildTokenTtlSec: number;
   builderLeaseMs: number;
+  /** Where other replicas reach this one; undefined: https://<listen address>. */
+  internalUrl: string | undefined;
+  /** CA bundle for other replicas' certificates; undefined: the system's. */
+  internalCaPath: string | undefined;
 }
 
 
@@ -50,6 +54,8 @@ const FLAGS: Record<string, string> = {
   '--build-heartbeat-interval-ms': 'SLIPWAY_BUILD_HEARTBEAT_INTERVAL_MS',
   '--build-token-ttl-sec': 'SLIPWAY_BUILD_TOKEN_TTL_SEC',
   '--builder-lease-ms': 'SLIPWAY_BUILDER_LEASE_MS',
+  '--internal-url': 'SLIPWAY_INTERNAL_URL',
+  '--internal-ca': 'SLIPWAY_INTERNAL_CA',
 };
 
 export const GATEWAY_FLAGS: Readonly<Record<string, string>> = FLAGS;
@@ -129,6 +135,8 @@ export function loadConfig(env: Env, argv: readonly string[] = []): GatewayConfi
     buildHeartbeatIntervalMs,
     buildTokenTtlSec: readInt(e, 'SLIPWAY_BUILD_TOKEN_TTL_SEC', 3_600, 60, 86_400, problems),
     builderLeaseMs: readInt(e, 'SLIPWAY_BUILDER_LEASE_MS', heartbeatTimeoutMs, 100, 3_600_000, problems),
+    internalUrl: e['SLIPWAY_INTERNAL_URL'] ? readHttpsUrl(e, 'SLIPWAY_INTERNAL_URL', '--internal-url', problems).origin : undefined,
+    internalCaPath: e['SLIPWAY_INTERNAL_CA'] || undefined,
   };
   if (problems.length > 0) {
     throw new GatewayError('CONFIG_INVALID', `invalid gateway configuration:\n  - ${problems.join('\n  - ')}`);

@@ -10,6 +10,7 @@ import {
   FlowControl,
   Header,
   TUNNEL_PATH,
+  REPLICA_FORWARD_PATH,
   WireErrorHttpStatus,
   http2Settings,
   isPlatform,
@@ -32,7 +33,7 @@ import type { TokenIssuer } from './tokenIssuer.js';
 import { BuildService } from './buildService.js';
 import { BuilderRegistry } from './builderRegistry.js';
 import { registerBuildApi } from './buildApi.js';
-import type { StreamTarget } from './tunnelSplice.js';
+import { ReplicaForwarder } from './replicaForwarder.js';
 
 export interface GatewayOptions {
   gatewayId: string;
@@ -51,6 +52,10 @@ export interface GatewayOptions {
   /** Signs build tokens; every replica must hold the same key (its public half verifies them). */
   buildTokenIssuer: TokenIssuer;
   placement: PlacementOptions;
+  /** Where other replicas reach this one (default https://<host>:<port> as listened). */
+  internalUrl?: string;
+  /** CA for other replicas' certificates (default: the system's). */
+  internalCa?: Buffer;
   /** Whether the fleet can bring up builders of a platform on demand; default: it cannot (local agents). */
   canProvision?: (platform: Platform) => boolean;
 }
@@ -93,6 +98,7 @@ export class Gateway {
   readonly metrics: GatewayMetrics;
   readonly builds: BuildService;
   private readonly registry: BuilderRegistry;
+  private forwarder: ReplicaForwarder | undefined;
   private readonly tunnels: TunnelService;
   private readonly app: FastifyInstance;
   private server!: tls.Server;
@@ -134,7 +140,7 @@ export class Gateway {
       renewIntervalMs: Math.max(50, Math.floor(options.placement.builderLeaseMs / 3)),
       log: options.log,
     });
-    this.tunnels = new TunnelService(clientAuth, this.pool, this.builds, (agentId) => this.remoteTarget(agentId), this.metrics, options.log, options.parseBearer);
+    this.tunnels = new TunnelService(clientAuth, this.pool, this.builds, (agentId, request) => this.forwarder?.target(agentId, request.platform, request.authorization) ?? Promise.resolve(undefined), this.metrics, options.log, options.parseBearer);
     this.app = createHttpApi({
       register: (app) =>
         registerBuildApi(app, { builds: this.builds, auth: clientAuth, parseBearer: options.parseBearer, metrics: this.metrics, log: options.log }),
@@ -167,6 +173,10 @@ export class Gateway {
       stream.on('error', () => {});
       if (headers[':path'] === TUNNEL_PATH) {
         this.handleHttp2Tunnel(stream, headers, rawHeaders);
+        return;
+      }
+      if (headers[':path'] === REPLICA_FORWARD_PATH) {
+        this.handleForwardedStream(stream, headers);
         return;
       }
       for (const listener of compat) listener.call(h2, stream, headers, flags, rawHeaders);
@@ -204,14 +214,22 @@ export class Gateway {
     return server;
   }
 
-  // Replica forwarding is not wired yet: a builder linked only to another replica is unreachable.
-  private async remoteTarget(_agentId: string): Promise<StreamTarget | undefined> {
-    return undefined;
-  }
-
   async listen(): Promise<AddressInfo> {
     await this.app.listen({ host: this.options.host, port: this.options.port });
-    return this.server.address() as AddressInfo;
+    const address = this.server.address() as AddressInfo;
+    const host = this.options.host === '0.0.0.0' || this.options.host === '::' ? '127.0.0.1' : this.options.host;
+    this.forwarder = new ReplicaForwarder({
+      table: this.options.table,
+      gatewayId: this.options.gatewayId,
+      internalUrl: this.options.internalUrl ?? `https://${host.includes(':') ? `[${host}]` : host}:${address.port}`,
+      issuer: this.options.buildTokenIssuer,
+      ca: this.options.internalCa,
+      announceIntervalMs: Math.max(100, Math.floor(this.options.placement.builderLeaseMs / 3)),
+      connectTimeoutMs: 5_000,
+      log: this.options.log,
+    });
+    await this.forwarder.announce();
+    return address;
   }
 
   private handleHttp2Tunnel(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
@@ -232,6 +250,29 @@ export class Gateway {
     this.tunnels
       .authorize(headers, 'h2')
       .then(async (request) => this.tunnels.run(new Http2ClientEnd(stream), request, await this.tunnels.route(request), 'h2'))
+      .catch((err: unknown) => refuseHttp2(stream, toGatewayError(err)));
+  }
+
+  // Another replica forwards a client's stream for a builder whose link this replica holds. The
+  // replica proves itself with a replica token; the client's own token is verified again here,
+  // so a forward can reach nothing the client could not reach directly.
+  private handleForwardedStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    if (this.draining) {
+      refuseHttp2(stream, new GatewayError('DRAINING', `gateway ${this.options.gatewayId} is shutting down`));
+      return;
+    }
+    stream.pause();
+    const forwarded = headers[Header.forwardedAuthorization];
+    this.options.auth
+      .verifyReplica(this.options.parseBearer(headers.authorization))
+      .then(async (replica) => {
+        const request = await this.tunnels.authorize({ ...headers, authorization: Array.isArray(forwarded) ? forwarded[0] : forwarded }, 'forward');
+        const target = await this.tunnels.route(request, { localOnly: true });
+        if (headers[Header.builderId] !== target.agentId) {
+          throw new GatewayError('FORBIDDEN', `replica ${replica.gatewayId} asked for builder ${String(headers[Header.builderId]).slice(0, 64)} but the build's builder is ${target.agentId}`);
+        }
+        await this.tunnels.run(new Http2ClientEnd(stream), request, target, 'forward');
+      })
       .catch((err: unknown) => refuseHttp2(stream, toGatewayError(err)));
   }
 
@@ -330,6 +371,7 @@ export class Gateway {
   async close(graceMs = 0): Promise<void> {
     this.draining = true;
     this.registry.close();
+    this.forwarder?.close();
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline && this.tunnels.activeByPlatform().some(([, n]) => n > 0)) {
       await new Promise((r) => setTimeout(r, 50));

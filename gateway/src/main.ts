@@ -4,7 +4,7 @@ import { loadConfig, GATEWAY_FLAGS } from './config.js';
 import { Gateway } from './gateway.js';
 import { TokenVerifier, loadVerificationKeys, parseBearer } from './tokenVerifier.js';
 import { TokenIssuer, generateSigningKey, loadSigningKey } from './tokenIssuer.js';
-import { MemoryRoutingTable } from './routing/memoryRoutingTable.js';
+import { routingTableFromConfig } from './routing/routingTableFromConfig.js';
 import { toGatewayError } from './gatewayError.js';
 
 const argv = process.argv.slice(2);
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const keys = jwks.keys.some((k) => k.kid === signing.publicJwk.kid) ? jwks.keys : [...jwks.keys, signing.publicJwk];
   const verifier = new TokenVerifier({ issuer: config.tokenIssuer, keys });
   const buildTokenIssuer = new TokenIssuer({ issuer: config.tokenIssuer, privateJwk: signing.privateJwk });
-  const table = new MemoryRoutingTable();
+  const table = routingTableFromConfig(config);
   const gateway = new Gateway({
     gatewayId: config.gatewayId,
     host: config.listenHost,
@@ -42,6 +42,8 @@ async function main(): Promise<void> {
     log,
     table,
     buildTokenIssuer,
+    internalUrl: config.internalUrl,
+    internalCa: config.internalCaPath ? fs.readFileSync(config.internalCaPath) : undefined,
     placement: {
       spillAfterMs: config.spillAfterMs,
       buildLeaseMs: config.buildLeaseMs,

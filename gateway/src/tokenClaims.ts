@@ -9,6 +9,12 @@ export const CLIENT_AUDIENCE = 'slipway';
 /** Audience of join tokens that build agents present when they register with the gateway. */
 export const AGENT_AUDIENCE = 'slipway-agent';
 
+/**
+ * Audience of the tokens gateway replicas present to each other when one forwards a stream to
+ * the replica that holds the builder's link. Signed with the build-token key all replicas share.
+ */
+export const REPLICA_AUDIENCE = 'slipway-replica';
+
 /** Scope a client token needs to open build tunnels. */
 export const BUILD_SCOPE = 'build';
 

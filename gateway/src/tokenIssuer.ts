@@ -7,6 +7,7 @@ import {
   AGENT_AUDIENCE,
   AGENT_ID_PATTERN,
   CLIENT_AUDIENCE,
+  REPLICA_AUDIENCE,
   FLEET_PATTERN,
   PROJECT_PATTERN,
   TOKEN_ALGORITHM,
@@ -105,6 +106,12 @@ export class TokenIssuer {
     }
     if (subject === '') throw new GatewayError('BAD_REQUEST', 'token subject must be non-empty');
     return this.#sign({ project, scope: 'build', build: buildId }, CLIENT_AUDIENCE, subject, ttlSec, issuedAt);
+  }
+
+  /** A token by which this gateway replica proves itself to another one. */
+  async issueReplicaToken(gatewayId: string, ttlSec: number): Promise<string> {
+    if (gatewayId === '') throw new GatewayError('BAD_REQUEST', 'gateway id must be non-empty');
+    return this.#sign({}, REPLICA_AUDIENCE, gatewayId, ttlSec, undefined);
   }
 
   async issueAgentToken(request: AgentTokenRequest): Promise<string> {

@@ -8,6 +8,7 @@ import {
   BUILD_ID_PATTERN,
   BUILD_SCOPE,
   CLIENT_AUDIENCE,
+  REPLICA_AUDIENCE,
   FLEET_PATTERN,
   MAX_TOKEN_BYTES,
   PROJECT_PATTERN,
@@ -107,6 +108,12 @@ export class TokenVerifier {
       throw unauthenticated(`token 'build' claim is ${show(build)}, expected a build id (a lowercase UUID)`);
     }
     return { subject, project, scopes, expiresAt, tokenId: jti, buildId: build };
+  }
+
+  /** Verifies a token another gateway replica presents; returns its gateway id. */
+  async verifyReplica(token: string): Promise<{ gatewayId: string }> {
+    const { payload } = await this.#verify(token, REPLICA_AUDIENCE, CLIENT_AUDIENCE);
+    return { gatewayId: requireString(payload, 'sub', 'a gateway id') };
   }
 
   /** Verifies an agent join token. */

@@ -17,6 +17,8 @@ export interface TunnelRequest {
   streamId: string;
   /** The build whose builder the stream goes to (from the build token). */
   buildId: string;
+  /** The client's Authorization header, passed along when the stream is forwarded to another replica. */
+  authorization: string;
 }
 
 function single(headers: IncomingHttpHeaders, name: string): string | undefined {
@@ -45,7 +47,8 @@ export class TunnelService {
 
   async authorize(headers: IncomingHttpHeaders, transport: string): Promise<TunnelRequest> {
     try {
-      const token = this.parseBearer(single(headers, 'authorization'));
+      const authorization = single(headers, 'authorization') ?? '';
+      const token = this.parseBearer(authorization);
       const identity = await this.auth.verifyClient(token);
       const platform = single(headers, Header.platform);
       if (platform === undefined || platform === '') {
@@ -65,7 +68,7 @@ export class TunnelService {
           `tunnels need a build token; this is a project token for '${identity.project}'. Create a build (POST /v1/builds) and acquire a builder first`,
         );
       }
-      return { identity, platform, buildId, streamId: single(headers, Header.streamId)?.slice(0, 64) || randomUUID() };
+      return { identity, platform, buildId, authorization, streamId: single(headers, Header.streamId)?.slice(0, 64) || randomUUID() };
     } catch (err) {
       const error = toGatewayError(err);
       this.metrics.authFailures.inc({ path: 'tunnel', transport, code: wireCodeOf(error.code) });
@@ -76,11 +79,17 @@ export class TunnelService {
   // Finds the builder acquired for the request's build: the link here, or a forward to the
   // replica holding it. Throws (NO_CAPACITY, AGENT_LOST, BUILD_ENDED, ...) before the client is
   // told anything, so callers can still refuse the stream or the WebSocket upgrade.
-  async route(request: TunnelRequest): Promise<StreamTarget> {
+  async route(request: TunnelRequest, options: { localOnly?: boolean } = {}): Promise<StreamTarget> {
     const { agentId } = await this.builds.builderFor(request.identity, request.platform);
-    const target: StreamTarget | undefined = this.pool.get(agentId) ?? (await this.remote(agentId, request));
+    // A forwarded stream must end here: forwarding it again could loop between replicas.
+    const target: StreamTarget | undefined = this.pool.get(agentId) ?? (options.localOnly ? undefined : await this.remote(agentId, request));
     if (target === undefined) {
-      throw new GatewayError('AGENT_LOST', `builder ${agentId} of build ${request.buildId} is not connected to any gateway replica`);
+      throw new GatewayError(
+        'AGENT_LOST',
+        options.localOnly
+          ? `builder ${agentId} of build ${request.buildId} is no longer connected to this replica`
+          : `builder ${agentId} of build ${request.buildId} is not connected to any gateway replica`,
+      );
     }
     if (!target.hasCapacity()) {
       throw new GatewayError('NO_CAPACITY', `builder ${agentId} is at its stream limit or draining`);

@@ -42,4 +42,8 @@ export class VerifiedTokenCache implements Authenticator {
   verifyAgent(token: string): ReturnType<Authenticator['verifyAgent']> {
     return this.inner.verifyAgent(token);
   }
+
+  verifyReplica(token: string): ReturnType<Authenticator['verifyReplica']> {
+    return this.inner.verifyReplica(token);
+  }
 }

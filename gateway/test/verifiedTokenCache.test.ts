@@ -15,6 +15,9 @@ function counting(expiresAt: Date): Authenticator & { calls: number } {
     async verifyAgent(): Promise<never> {
       throw new GatewayError('UNAUTHENTICATED', 'not here');
     },
+    async verifyReplica(): Promise<never> {
+      throw new GatewayError('UNAUTHENTICATED', 'not here');
+    },
   };
   return auth;
 }

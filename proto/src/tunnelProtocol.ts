@@ -6,6 +6,9 @@ export const STREAM_END_CLEAN = 'clean';
 export const AGENT_CONNECT_PATH = '/v1/agent/connect';
 export const AGENT_STREAM_PATH = '/v1/streams';
 export const AGENT_UPGRADE_PROTOCOL = 'slipway-agent/1';
+// Replica to replica: a tunnel stream entered one replica and the builder's link is on another.
+// Authenticated by a replica token; the client's own token travels along and is checked again.
+export const REPLICA_FORWARD_PATH = '/v1/internal/streams';
 
 export const Platforms = ['linux/amd64', 'linux/arm64'] as const;
 export type Platform = (typeof Platforms)[number];
@@ -23,6 +26,9 @@ export const Header = {
   // On the 101 that accepts an agent link: which replica the agent reached (behind a TCP load
   // balancer, the agent learns it here and keeps links to distinct replicas).
   gatewayId: 'slipway-gateway-id',
+  // On a replica-to-replica forward: the client's Authorization, and the builder to reach.
+  forwardedAuthorization: 'slipway-forwarded-authorization',
+  builderId: 'slipway-builder-id',
   // Every tunnel response body ends with trailers: this one when the far side ended cleanly, the
   // two below when it failed. A body that ends with neither was cut off (a peer or link died).
   streamEnd: 'slipway-stream-end',
