@@ -1,5 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
-import { pump, type Logger, type Platform } from '@slipway/proto';
+import { pump, type Logger, type Platform, type Pump } from '@slipway/proto';
 import { toCliError, type CliError } from './cliError.js';
 import type { TunnelClient } from './tunnelClient.js';
 
@@ -44,9 +44,14 @@ export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platfor
       tunnel.writable.end();
       maybeDone();
     });
-    const down = pump(tunnel.readable, local.writable, () => {});
+    // Only an accepted tunnel carries the remote side's bytes; a refusal's body is the gateway's
+    // JSON explanation, which must never reach the local peer as if BuildKit had sent it.
+    let down: Pump | undefined;
+    tunnel.once('open', () => {
+      down = pump(tunnel.readable, local.writable, () => {});
+    });
     tunnel.once('remote-end', (error) => {
-      down.stop();
+      down?.stop();
       if (error) {
         log.error('tunnel stream failed', { code: error.code, reason: error.message });
         up.stop();

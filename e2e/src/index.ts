@@ -50,3 +50,4 @@ export * from './squid.js';
 export * from './agentProcess.js';
 export * from './buildLifecycle.js';
 export * from './redisCluster.js';
+export * from './tcpBalancer.js';

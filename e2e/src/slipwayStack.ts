@@ -13,6 +13,8 @@ export interface StackAgentSpec {
   maxBuilds?: number;
   heartbeatTimeoutMs?: number;
   instanceId?: string;
+  /** Gateways the agent dials (default this stack's); e.g. a load balancer in front of replicas. */
+  gatewayUrls?: string[];
 }
 
 export interface StackOptions {
@@ -72,6 +74,7 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
       log: createLogger('gateway', quiet),
       table,
       buildTokenIssuer: issuer,
+      internalCa: Buffer.from(pki.caCertPem),
       placement: {
         spillAfterMs: options.spillAfterMs ?? 2_000,
         buildLeaseMs: options.buildLeaseMs ?? 30_000,
@@ -101,7 +104,7 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
     async startAgent(spec) {
       const config = loadAgentConfig(
         {
-          SLIPWAY_GATEWAY: stack.gatewayUrl,
+          SLIPWAY_GATEWAY: (spec.gatewayUrls ?? [stack.gatewayUrl]).join(','),
           SLIPWAY_AGENT_TOKEN: await stack.agentToken(spec.agentId),
           SLIPWAY_AGENT_ID: spec.agentId,
           SLIPWAY_PLATFORM: spec.platform,
@@ -122,7 +125,12 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
       const connected = once(agent, 'connected');
       agent.start();
       await connected;
-      await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === spec.agentId && l.description !== undefined), 10_000, `agent ${spec.agentId} registered`);
+      // Registered means placeable: the routing table knows it with a live link (on whichever replica).
+      await waitForAsync(
+        async () => ((await table.getBuilder(spec.agentId, spec.platform))?.gatewayIds.length ?? 0) > 0,
+        10_000,
+        `agent ${spec.agentId} registered in the routing table`,
+      );
       return agent;
     },
     async restartGateway() {
@@ -139,6 +147,14 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
     },
   };
   return stack;
+}
+
+export async function waitForAsync(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 export async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
