@@ -48,7 +48,7 @@ test('dial-stdio exits non-zero with a clear error when no builder serves the pl
   child.stdin.end('hello');
   const [code] = await once(child, 'exit');
   assert.notEqual(code, 0);
-  assert.match(stderr, /no agent for platform linux\/arm64/);
+  assert.match(stderr, /no linux\/arm64 builder is connected/);
 });
 
 test('an agent drains on SIGTERM: active streams finish, new ones are refused, then it exits 0', async () => {

@@ -108,12 +108,26 @@ describe('dev launcher (npm start)', () => {
   });
 
   it('carries a tunnel with the dev.env token through the agent to its upstream', async () => {
+    // The dev.env token is a project token: it creates a build, whose token then opens tunnels.
+    const created = await request(
+      session,
+      { ':method': 'POST', ':path': '/v1/builds', authorization: `Bearer ${env['SLIPWAY_TOKEN']}`, 'content-type': 'application/json' },
+      JSON.stringify({ platforms: [hostPlatform()] }),
+    );
+    assert.equal(created.status, 201, created.body);
+    const build = JSON.parse(created.body) as { buildId: string; token: string };
+    const acquired = await request(
+      session,
+      { ':method': 'POST', ':path': `/v1/builds/${build.buildId}/acquire`, authorization: `Bearer ${build.token}`, 'content-type': 'application/json' },
+      JSON.stringify({ platform: hostPlatform() }),
+    );
+    assert.equal((JSON.parse(acquired.body) as { state: string }).state, 'active', acquired.body);
     const reply = await request(
       session,
       {
         ':method': 'POST',
         ':path': TUNNEL_PATH,
-        authorization: `Bearer ${env['SLIPWAY_TOKEN']}`,
+        authorization: `Bearer ${build.token}`,
         [Header.platform]: hostPlatform()!,
         [Header.project]: env['SLIPWAY_PROJECT']!,
       },
