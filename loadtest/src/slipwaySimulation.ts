@@ -20,6 +20,8 @@ import { PlacementTally, type PlacerSummary } from './placementTally.js';
 // Heartbeats are not simulated: allocations get a lease longer than the whole run.
 
 export interface SlipwaySimulationOptions {
+  /** The placer's name in the results. */
+  name: string;
   builders: number;
   capacity: number;
   platform: Platform;
@@ -91,7 +93,7 @@ class SlipwaySimulation {
     private readonly opts: SlipwaySimulationOptions,
     private readonly table: RoutingTable,
   ) {
-    this.tally = new PlacementTally(trace, 'slipway', true);
+    this.tally = new PlacementTally(trace, opts.name, true);
     this.agentIds = Array.from({ length: opts.builders }, (_, i) => `builder-${String(i).padStart(3, '0')}`);
     this.inPoolQueue = new Uint8Array(trace.count);
     this.spillScheduled = new Uint8Array(trace.count);
@@ -101,7 +103,8 @@ class SlipwaySimulation {
   }
 
   async run(): Promise<SlipwaySimulationResult> {
-    const t0 = this.trace.arrivalMs.length > 0 ? Math.min(this.trace.warmupEndMs, this.trace.arrivalMs[0]!) - 1 : this.trace.warmupEndMs;
+    // Trace time zero: arrivals come at or after it, and the fleet's timers tick from it.
+    const t0 = this.trace.warmupEndMs - this.trace.params.warmupMs;
     for (const agentId of this.agentIds) {
       const lease = await this.call(() =>
         this.table.registerBuilder({ agentId, platform: this.opts.platform, fleet: FLEET, capacity: this.opts.capacity, gatewayId: GATEWAY_ID, nowMs: t0, leaseMs: LEASE_MS }),
@@ -114,7 +117,10 @@ class SlipwaySimulation {
     this.events.push(t0 + REAP_INTERVAL_MS, { kind: 'reap' });
 
     const stopAtMs = this.trace.endMs + this.opts.drainLimitMs;
-    for (;;) {
+    for (let handled = 1; ; handled++) {
+      // Every await above resolves at once, as microtasks: without a turn of the event loop now
+      // and then, a Ctrl-C would not be seen until the whole simulation is done.
+      if (handled % 20_000 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const next = this.events.pop();
       if (next === undefined || next.timeMs > stopAtMs) break;
       if (this.arrivalsLeft === 0 && this.unplacedMeasured === 0) break;

@@ -1,0 +1,146 @@
+import type { LatencySummary } from './latencyStats.js';
+import type { PlacementResults, SimulatedLoad } from './placementResults.js';
+import type { PlacerSummary } from './placementTally.js';
+
+// The printed report of bench:placement: the simulation table, the Redis table, and a verdict
+// line per target.
+
+export function formatPlacementResults(r: PlacementResults): string {
+  const c = r.config;
+  const out: string[] = [];
+  out.push(
+    `Slipway placement benchmark${c.quick ? ' (--quick)' : ''}: ${r.startedAt}, node ${r.environment.node}, ${r.environment.cpus} CPUs (${r.environment.cpuModel}), ` +
+      `load average at start ${r.environment.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}`,
+    `seed ${c.seed} (--seed ${c.seed} repeats this run)`,
+  );
+  if (r.simulation !== undefined) out.push('', ...simulationSection(r, r.simulation));
+  if (r.redis !== undefined) out.push('', ...redisSection(r));
+  out.push('', 'Verdicts');
+  for (const v of r.verdicts) out.push(`  ${v.met ? 'MET    ' : 'NOT MET'}  ${v.target}: ${v.detail}`);
+  return `${out.join('\n')}\n`;
+}
+
+function simulationSection(r: PlacementResults, loads: SimulatedLoad[]): string[] {
+  const c = r.config;
+  const retention = formatWait(c.idleRetentionMs);
+  const out = [
+    `Part 1 - simulated placement (virtual time): ${c.projects} projects (Zipf s=${c.zipfExponent}), Poisson arrivals, ` +
+      `build time lognormal median ${formatWait(c.buildMedianMs)} sigma ${c.buildSigma} (cut at ${formatWait(c.buildMaxMs)}), ` +
+      `${c.builders} builders x ${c.capacity} slots, warm-up ${formatWait(c.warmupMs)}, measured ${formatWait(c.measureMs)} of arrivals`,
+    `slipway: MemoryRoutingTable through the RoutingTable interface, spill after ${formatWait(c.spillAfterMs)}; the fleet releases a binding ` +
+      `idle ${retention} (checked every ${formatWait(c.reclaimIntervalMs)}); "+evict" also releases the longest-idle bindings when projects wait for an empty pool`,
+    `random / consistent-hash (${c.ringVirtualNodes} virtual nodes each): any free slot / first free builder on the ring; warm when the ` +
+      `builder's last ${c.cacheProjects} project${c.cacheProjects === 1 ? '' : 's'} include the build's (K=${c.cacheProjects})`,
+    `warm % = warm repeat builds / repeat builds; a repeat build's project had a build arrive within the last ${retention}; ` +
+      `"first" builds (no build of the project in that window) are apart, with how many of them landed warm anyway`,
+    `spills: slipway - placed on a pool builder though the project had builders; hash - not on the project's ring builder; random has no preference`,
+    '',
+  ];
+  const header = ['load', 'placer', 'repeat', 'warm', 'warm %', 'first (warm)', 'spills', 'wait p50', 'wait p99', 'wait max', 'peak queue', 'placed', 'unplaced'];
+  const rows: string[][] = [];
+  for (const l of loads) {
+    for (const p of l.placers) rows.push(placerRow(`${pct(l.utilisationTarget, 0)}`, p));
+  }
+  out.push(textTable(header, rows), '');
+  for (const l of loads) {
+    out.push(
+      `load ${pct(l.utilisationTarget, 0)}: offered ${pct(l.offeredUtilisation, 1)} of slots, ${l.buildsPerMinute.toFixed(1)} builds/min, ` +
+        `${l.measuredBuilds} measured builds (${l.repeatBuilds} repeats); ${l.distinctProjectsPerWindow.toFixed(0)} distinct projects build per ${retention} ` +
+        `against ${c.builders} builders; ceiling (one project per builder, optimal eviction, no capacity limit) ${pct(l.ceiling.warmRatio, 1)} warm; ` +
+        `bindings released: ${Object.entries(l.bindingsReleased)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}; simulated in ${l.simulationSeconds.toFixed(1)} s`,
+    );
+  }
+  return out;
+}
+
+function placerRow(load: string, p: PlacerSummary): string[] {
+  return [
+    load,
+    p.placer,
+    String(p.repeatBuilds),
+    String(p.warmRepeat),
+    pct(p.warmRatio, 1),
+    `${p.firstBuilds} (${p.warmFirst})`,
+    p.spills === undefined ? '-' : String(p.spills),
+    formatWait(p.waitP50Ms),
+    formatWait(p.waitP99Ms),
+    formatWait(p.waitMaxMs),
+    String(p.peakWaiting),
+    String(p.placed),
+    String(p.unplaced),
+  ];
+}
+
+function redisSection(r: PlacementResults): string[] {
+  const c = r.config;
+  const redis = r.redis!;
+  const out = [
+    `Part 2 - RedisRoutingTable on redis-server ${redis.version ?? '?'} (127.0.0.1, no persistence): ${c.redisReplicas} table instances ` +
+      `(gateway replicas) with a connection each, round-robin; ${c.redisBuilders} builders x ${c.redisCapacity} registered with every replica, ` +
+      `leases renewed every 5 s by each replica and reaped every second during the runs`,
+    `a placement = acquire + endAllocation (instant build); warm placements draw from ${c.redisProjects} Zipf projects that keep their builder; ` +
+      `"new" placements are a project's first build (pool path), whose binding is released after it`,
+    `open loop: placements sent on a fixed schedule (after ${formatMs(c.redisWarmupMs)} unmeasured), latency from the scheduled time to the acquire ` +
+      `reply, so client-side queueing counts; call = acquire sent to reply; closed loop: ${c.redisConcurrency} in flight, back to back`,
+    '',
+  ];
+  const header = ['run', 'answered/s', 'placed', 'pending', 'errors', 'acq p50', 'acq p99', 'acq max', 'call p99 warm', 'call p99 new', 'end p99', 'late p99', 'redis CPU', 'client CPU'];
+  const rows = redis.runs.map((run) => {
+    const x = run.result;
+    const secs = x.durationMs / 1000;
+    return [
+      run.label,
+      ((x.attempted - x.errors) / secs).toFixed(0),
+      String(x.placed),
+      String(x.pending),
+      String(x.errors),
+      ms(x.acquire, 'p50Ms'),
+      ms(x.acquire, 'p99Ms'),
+      ms(x.acquire, 'maxMs'),
+      ms(x.acquireCallWarm, 'p99Ms'),
+      ms(x.acquireCallCold, 'p99Ms'),
+      ms(x.endAllocation, 'p99Ms'),
+      ms(x.dispatchLate, 'p99Ms'),
+      run.redisCpuSeconds === undefined ? '-' : pct(run.redisCpuSeconds / secs, 0),
+      pct(run.clientCpuSeconds / secs, 0),
+    ];
+  });
+  out.push(textTable(header, rows));
+  out.push('latencies in ms; CPU as a share of one core over the run (user+sys); late = how late the open-loop dispatcher sent');
+  return out;
+}
+
+function ms(s: LatencySummary | undefined, key: 'p50Ms' | 'p99Ms' | 'maxMs'): string {
+  if (s === undefined) return '-';
+  const v = s[key];
+  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
+
+function pct(x: number, digits: number): string {
+  return Number.isFinite(x) ? `${(x * 100).toFixed(digits)}%` : '-';
+}
+
+/** A virtual duration for people: 0 s, 12.3 s, 30.4 min, 13.1 h. */
+export function formatWait(msValue: number): string {
+  if (!Number.isFinite(msValue)) return '-';
+  if (msValue === 0) return '0 s';
+  if (msValue < 60_000) return `${(msValue / 1000).toFixed(1)} s`;
+  if (msValue < 3_600_000) return `${(msValue / 60_000).toFixed(1)} min`;
+  return `${(msValue / 3_600_000).toFixed(1)} h`;
+}
+
+function formatMs(msValue: number): string {
+  return msValue < 1000 ? `${msValue} ms` : `${msValue / 1000} s`;
+}
+
+function textTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, i) => (i <= 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
