@@ -36,6 +36,7 @@ export interface PlacementConfig {
   redisMs: number;
   redisWarmupMs: number;
   redisClosedMs: number;
+  redisSerialMs: number;
   redisConcurrency: number;
   redisReplicas: number;
   redisBuilders: number;
@@ -82,10 +83,17 @@ const FLAGS: Record<string, Flag> = {
   '--redis-seconds': { env: 'SLIPWAY_BENCH_REDIS_SECONDS', help: 'length of each measured open-loop run' },
   '--redis-warmup-s': { env: 'SLIPWAY_BENCH_REDIS_WARMUP_S', help: 'unmeasured open-loop run before the measured runs (binds the warm projects, loads the scripts)' },
   '--redis-closed-seconds': { env: 'SLIPWAY_BENCH_REDIS_CLOSED_SECONDS', help: 'length of the closed-loop (max throughput) run' },
+  '--redis-serial-seconds': {
+    env: 'SLIPWAY_BENCH_REDIS_SERIAL_SECONDS',
+    help: 'one placement at a time: what a warm and a new-project acquire cost without queueing',
+  },
   '--redis-concurrency': { env: 'SLIPWAY_BENCH_REDIS_CONCURRENCY', help: 'placements in flight in the closed loop' },
   '--redis-replicas': { env: 'SLIPWAY_BENCH_REDIS_REPLICAS', help: 'RedisRoutingTable instances (gateway replicas), one connection each' },
   '--redis-builders': { env: 'SLIPWAY_BENCH_REDIS_BUILDERS', help: 'builders registered in Redis' },
-  '--redis-capacity': { env: 'SLIPWAY_BENCH_REDIS_CAPACITY', help: 'capacity of each builder registered in Redis' },
+  '--redis-capacity': {
+    env: 'SLIPWAY_BENCH_REDIS_CAPACITY',
+    help: "capacity of each builder registered in Redis (high, so the hottest project's instant builds seldom find it full)",
+  },
   '--redis-projects': { env: 'SLIPWAY_BENCH_REDIS_PROJECTS', help: 'projects of the warm placements (Zipf), at most --redis-builders' },
   '--redis-cold-percent': { env: 'SLIPWAY_BENCH_REDIS_COLD_PERCENT', help: "percent of placements that are a new project's first build (pool path)" },
   '--redis-server': { env: 'SLIPWAY_BENCH_REDIS_SERVER', help: 'redis-server executable' },
@@ -94,8 +102,8 @@ const FLAGS: Record<string, Flag> = {
 };
 
 const DEFAULT_SEED = 20_261_127;
-const FULL = { warmupMin: 120, measureMin: 360, redisSeconds: 10, redisWarmupS: 2, redisClosedSeconds: 10 };
-const QUICK = { warmupMin: 30, measureMin: 60, redisSeconds: 2, redisWarmupS: 1, redisClosedSeconds: 2 };
+const FULL = { warmupMin: 120, measureMin: 360, redisSeconds: 10, redisWarmupS: 2, redisClosedSeconds: 10, redisSerialSeconds: 3 };
+const QUICK = { warmupMin: 30, measureMin: 60, redisSeconds: 2, redisWarmupS: 1, redisClosedSeconds: 2, redisSerialSeconds: 1 };
 const DEFAULTS: Record<string, string> = {
   '--part': 'all',
   '--seed': String(DEFAULT_SEED),
@@ -119,10 +127,11 @@ const DEFAULTS: Record<string, string> = {
   '--redis-seconds': `${FULL.redisSeconds} (--quick ${QUICK.redisSeconds})`,
   '--redis-warmup-s': `${FULL.redisWarmupS} (--quick ${QUICK.redisWarmupS})`,
   '--redis-closed-seconds': `${FULL.redisClosedSeconds} (--quick ${QUICK.redisClosedSeconds})`,
+  '--redis-serial-seconds': `${FULL.redisSerialSeconds} (--quick ${QUICK.redisSerialSeconds})`,
   '--redis-concurrency': '32',
   '--redis-replicas': '3',
   '--redis-builders': '200',
-  '--redis-capacity': '2',
+  '--redis-capacity': '8',
   '--redis-projects': '100',
   '--redis-cold-percent': '25',
   '--redis-server': 'redis-server',
@@ -162,10 +171,11 @@ export function loadPlacementConfig(env: Env, argv: readonly string[]): Placemen
     redisMs: int('--redis-seconds', d.redisSeconds, 1, 3600) * 1000,
     redisWarmupMs: int('--redis-warmup-s', d.redisWarmupS, 0, 3600) * 1000,
     redisClosedMs: int('--redis-closed-seconds', d.redisClosedSeconds, 0, 3600) * 1000,
+    redisSerialMs: int('--redis-serial-seconds', d.redisSerialSeconds, 0, 3600) * 1000,
     redisConcurrency: int('--redis-concurrency', 32, 1, 10_000),
     redisReplicas: int('--redis-replicas', 3, 1, 64),
     redisBuilders: int('--redis-builders', 200, 1, 10_000),
-    redisCapacity: int('--redis-capacity', 2, 1, 64),
+    redisCapacity: int('--redis-capacity', 8, 1, 64),
     redisProjects: int('--redis-projects', 100, 1, 10_000),
     redisColdShare: int('--redis-cold-percent', 25, 0, 100) / 100,
     redisServer: e['SLIPWAY_BENCH_REDIS_SERVER'] || 'redis-server',

@@ -38,6 +38,7 @@ export type PlacementOutcome = 'warm' | 'pool' | 'pending' | 'error';
 interface Sample {
   cold: boolean;
   outcome: PlacementOutcome;
+  pendingReason: string | undefined;
   /** Acquire sent to reply received (ms). */
   acquireMs: number;
   endMs: number | undefined;
@@ -60,10 +61,13 @@ export interface LoadRunResult {
   warm: number;
   pool: number;
   pending: number;
+  /** Pending answers by reason (busy: the project's builder was full; no-builder: the pool was empty). */
+  pendingReasons: Record<string, number>;
   errors: number;
   firstError: string | undefined;
   /** The open loop stopped scheduling because too many placements were in flight. */
   overloaded: boolean;
+  /** Placements (acquire answered active) per second. */
   achievedPerSec: number;
   /** Open loop: from the scheduled time to the acquire reply; closed loop: the acquire call. */
   acquire: LatencySummary | undefined;
@@ -193,6 +197,7 @@ export class PlacementLoad {
     const sample: Sample = {
       cold,
       outcome: 'error',
+      pendingReason: undefined,
       acquireMs: NaN,
       endMs: undefined,
       fromScheduleMs: undefined,
@@ -205,6 +210,7 @@ export class PlacementLoad {
       sample.acquireMs = acquiredAt - sentAt;
       if (scheduledAt !== undefined) sample.fromScheduleMs = acquiredAt - scheduledAt;
       sample.outcome = r.state === 'active' ? (r.warm ? 'warm' : 'pool') : 'pending';
+      if (r.state !== 'active') sample.pendingReason = r.reason;
       // The build is instant: it ends (or, never placed, is cancelled) at once.
       await table.endAllocation(id, o.platform, r.state === 'active' ? 'finished' : 'cancelled', 'bench', Date.now());
       sample.endMs = performance.now() - acquiredAt;
@@ -280,6 +286,7 @@ export class PlacementLoad {
       warm: ok.filter((s) => s.outcome === 'warm').length,
       pool: ok.filter((s) => s.outcome === 'pool').length,
       pending: ok.filter((s) => s.outcome === 'pending').length,
+      pendingReasons: countBy(ok.flatMap((s) => (s.pendingReason === undefined ? [] : [s.pendingReason]))),
       errors: samples.length - ok.length,
       firstError: this.firstError,
       overloaded,
@@ -295,4 +302,10 @@ export class PlacementLoad {
       reaps: this.reaps - before.reaps,
     };
   }
+}
+
+function countBy(values: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
 }

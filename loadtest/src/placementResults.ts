@@ -77,14 +77,14 @@ export function warmVerdict(loads: readonly SimulatedLoad[], spillAfterMs: numbe
   const target = `>= ${pct(WARM_TARGET)} warm hits when capacity suffices (Slipway, ${pct(light.utilisationTarget)} offered load)`;
   const figures =
     `${pct(s.warmRatio)} of ${s.repeatBuilds} repeat builds warm; queue wait p50 ${fmtWait(s.waitP50Ms)}, p99 ${fmtWait(s.waitP99Ms)}` +
-    (s.unplaced > 0 ? `, ${s.unplaced} never placed` : '') +
-    `; ceiling for one project per builder ${pct(light.ceiling.warmRatio)}`;
+    (s.unplaced > 0 ? `, ${s.unplaced} never placed` : '');
   let why: string;
   if (ratioOk && sufficed) why = '';
   else if (!sufficed)
     why =
-      ` - capacity did not suffice: ${light.distinctProjectsPerWindow.toFixed(0)} projects build per retention window ` +
-      `and each needs a builder of its own, so builds queued for one (wait p99 above the ${fmtWait(spillAfterMs)} spill time)`;
+      ` - the ratio was bought by queueing: ${light.distinctProjectsPerWindow.toFixed(0)} projects build per retention window, ` +
+      `each holding a builder of its own for that long, and there are not that many builders, so capacity did not suffice ` +
+      `(wait p99 above the ${fmtWait(spillAfterMs)} spill time)`;
   else why = ' - below target';
   return { target, met: ratioOk && sufficed, detail: figures + why };
 }
@@ -99,7 +99,7 @@ export function latencyVerdict(run: RedisRun, config: PlacementConfig): Verdict 
   const met = kept && fast && r.errors === 0;
   const detail =
     `acquire p99 ${a === undefined ? '-' : a.p99Ms.toFixed(2)} ms (p50 ${a === undefined ? '-' : a.p50Ms.toFixed(2)}), ` +
-    `${answeredPerSec.toFixed(0)} answered/s of ${config.redisRatePerSec} asked, ${r.errors} errors` +
+    `${answeredPerSec.toFixed(0)} answered/s of ${config.redisRatePerSec} asked (${r.achievedPerSec.toFixed(0)}/s placed), ${r.errors} errors` +
     (r.overloaded ? ', stopped early: too many in flight' : '');
   return { target: `p99 <= ${LATENCY_TARGET_P99_MS} ms at ${config.redisRatePerSec} placements/s (${run.label})`, met, detail };
 }

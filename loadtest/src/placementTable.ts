@@ -10,7 +10,8 @@ export function formatPlacementResults(r: PlacementResults): string {
   const out: string[] = [];
   out.push(
     `Slipway placement benchmark${c.quick ? ' (--quick)' : ''}: ${r.startedAt}, node ${r.environment.node}, ${r.environment.cpus} CPUs (${r.environment.cpuModel}), ` +
-      `load average at start ${r.environment.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}`,
+      `load average (1/5/15 min) at start ${r.environment.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}, ` +
+      `at end ${r.environment.loadAverageAtEnd.map((x) => x.toFixed(2)).join(' ')} (the machine is shared: figures move with it)`,
     `seed ${c.seed} (--seed ${c.seed} repeats this run)`,
   );
   if (r.simulation !== undefined) out.push('', ...simulationSection(r, r.simulation));
@@ -46,7 +47,7 @@ function simulationSection(r: PlacementResults, loads: SimulatedLoad[]): string[
     out.push(
       `load ${pct(l.utilisationTarget, 0)}: offered ${pct(l.offeredUtilisation, 1)} of slots, ${l.buildsPerMinute.toFixed(1)} builds/min, ` +
         `${l.measuredBuilds} measured builds (${l.repeatBuilds} repeats); ${l.distinctProjectsPerWindow.toFixed(0)} distinct projects build per ${retention} ` +
-        `against ${c.builders} builders; ceiling (one project per builder, optimal eviction, no capacity limit) ${pct(l.ceiling.warmRatio, 1)} warm; ` +
+        `against ${c.builders} builders; clairvoyant ceiling (one project per builder, Belady eviction, no slot limit) ${pct(l.ceiling.warmRatio, 1)} warm; ` +
         `bindings released: ${Object.entries(l.bindingsReleased)
           .map(([k, v]) => `${k} ${v}`)
           .join(', ')}; simulated in ${l.simulationSeconds.toFixed(1)} s`,
@@ -86,19 +87,24 @@ function redisSection(r: PlacementResults): string[] {
       `reply, so client-side queueing counts; call = acquire sent to reply; closed loop: ${c.redisConcurrency} in flight, back to back`,
     '',
   ];
-  const header = ['run', 'answered/s', 'placed', 'pending', 'errors', 'acq p50', 'acq p99', 'acq max', 'call p99 warm', 'call p99 new', 'end p99', 'late p99', 'redis CPU', 'client CPU'];
+  const header = [
+    'run', 'answered/s', 'placed/s', 'pending', 'errors', 'acq p50', 'acq p99', 'acq max',
+    'call p50 warm', 'call p50 new', 'call p99 warm', 'call p99 new', 'end p99', 'late p99', 'redis CPU', 'client CPU',
+  ];
   const rows = redis.runs.map((run) => {
     const x = run.result;
     const secs = x.durationMs / 1000;
     return [
       run.label,
       ((x.attempted - x.errors) / secs).toFixed(0),
-      String(x.placed),
-      String(x.pending),
+      x.achievedPerSec.toFixed(0),
+      x.pending === 0 ? '0' : `${x.pending} (${Object.entries(x.pendingReasons).map(([k, v]) => `${k} ${v}`).join(', ')})`,
       String(x.errors),
       ms(x.acquire, 'p50Ms'),
       ms(x.acquire, 'p99Ms'),
       ms(x.acquire, 'maxMs'),
+      ms(x.acquireCallWarm, 'p50Ms'),
+      ms(x.acquireCallCold, 'p50Ms'),
       ms(x.acquireCallWarm, 'p99Ms'),
       ms(x.acquireCallCold, 'p99Ms'),
       ms(x.endAllocation, 'p99Ms'),
@@ -108,7 +114,10 @@ function redisSection(r: PlacementResults): string[] {
     ];
   });
   out.push(textTable(header, rows));
-  out.push('latencies in ms; CPU as a share of one core over the run (user+sys); late = how late the open-loop dispatcher sent');
+  out.push(
+    'latencies in ms; acq = open loop: scheduled time to acquire reply, closed loop: the acquire call; call = acquire sent to reply; ' +
+      'late = how late the open-loop dispatcher sent; CPU as a share of one core over the run (user+sys)',
+  );
   return out;
 }
 

@@ -79,6 +79,9 @@ export async function runRedisPlacement(
   }
   runs.push(await measure(`open ${rate}/s, ${coldPct}`, cold, () => load.openLoop(rate, config.redisMs, cold)));
   if (cold > 0) runs.push(await measure(`open ${rate}/s, warm only`, 0, () => load.openLoop(rate, config.redisMs, 0)));
+  if (config.redisSerialMs > 0) {
+    runs.push(await measure(`closed c=1, ${coldPct}`, cold, () => load.closedLoop(1, config.redisSerialMs, cold)));
+  }
   if (config.redisClosedMs > 0) {
     runs.push(await measure(`closed c=${config.redisConcurrency}, ${coldPct}`, cold, () => load.closedLoop(config.redisConcurrency, config.redisClosedMs, cold)));
   }
