@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { mergeFlags, readInt, readBool, readEnum, readHttpsUrl, parseHostPort, LogLevels, type Env, type LogLevel } from '@slipway/proto';
 import { GatewayError } from './gatewayError.js';
+import { readEc2FleetConfig, type Ec2FleetConfig } from './fleet/ec2FleetConfig.js';
 
 export interface GatewayConfig {
   listenHost: string;
@@ -29,6 +30,22 @@ export interface GatewayConfig {
   internalUrl: string | undefined;
   /** CA bundle for other replicas' certificates; undefined: the system's. */
   internalCaPath: string | undefined;
+  fleet: FleetConfig;
+}
+
+export interface FleetConfig {
+  /** `local`: agents run by hand, nothing is launched. `ec2`: the gateway manages EC2 builders. */
+  kind: 'local' | 'ec2';
+  /** The EC2 settings; set exactly when kind is ec2. */
+  ec2: Ec2FleetConfig | undefined;
+  /** A project's builder idle this long is stopped (its cache stays on its disk). */
+  idleStopMs: number;
+  /** A project's builder stopped this long is terminated (its cache is dropped). */
+  cacheRetentionMs: number;
+  /** Stopped, unbound instances kept ready per platform. */
+  warmPoolSize: number;
+  reconcileIntervalMs: number;
+  maxInstancesPerPlatform: number;
 }
 
 
@@ -56,6 +73,24 @@ const FLAGS: Record<string, string> = {
   '--builder-lease-ms': 'SLIPWAY_BUILDER_LEASE_MS',
   '--internal-url': 'SLIPWAY_INTERNAL_URL',
   '--internal-ca': 'SLIPWAY_INTERNAL_CA',
+  '--fleet': 'SLIPWAY_FLEET',
+  '--fleet-dry-run': 'SLIPWAY_FLEET_DRY_RUN',
+  '--ec2-fleet-name': 'SLIPWAY_EC2_FLEET_NAME',
+  '--ec2-region': 'SLIPWAY_EC2_REGION',
+  '--ec2-endpoint': 'SLIPWAY_EC2_ENDPOINT',
+  '--ec2-launch-template-amd64': 'SLIPWAY_EC2_LAUNCH_TEMPLATE_AMD64',
+  '--ec2-launch-template-arm64': 'SLIPWAY_EC2_LAUNCH_TEMPLATE_ARM64',
+  '--ec2-instance-type-amd64': 'SLIPWAY_EC2_INSTANCE_TYPE_AMD64',
+  '--ec2-instance-type-arm64': 'SLIPWAY_EC2_INSTANCE_TYPE_ARM64',
+  '--ec2-throttle-max-attempts': 'SLIPWAY_EC2_THROTTLE_MAX_ATTEMPTS',
+  '--ec2-throttle-base-delay-ms': 'SLIPWAY_EC2_THROTTLE_BASE_DELAY_MS',
+  '--ec2-throttle-max-delay-ms': 'SLIPWAY_EC2_THROTTLE_MAX_DELAY_MS',
+  '--ec2-describe-page-size': 'SLIPWAY_EC2_DESCRIBE_PAGE_SIZE',
+  '--idle-stop-ms': 'SLIPWAY_IDLE_STOP_MS',
+  '--cache-retention-ms': 'SLIPWAY_CACHE_RETENTION_MS',
+  '--warm-pool-size': 'SLIPWAY_WARM_POOL_SIZE',
+  '--reconcile-interval-ms': 'SLIPWAY_RECONCILE_INTERVAL_MS',
+  '--max-instances-per-platform': 'SLIPWAY_MAX_INSTANCES_PER_PLATFORM',
 };
 
 export const GATEWAY_FLAGS: Readonly<Record<string, string>> = FLAGS;
@@ -84,9 +119,98 @@ function readRedis(e: Record<string, string | undefined>, problems: string[]): G
   return { url, cluster, keyPrefix };
 }
 
+// The ec2 settings arrive as one environment variable each. readEc2FleetConfig reads the object
+// they make and names problems by its keys; the operator set variables, so its messages are
+// renamed to them (longest prefix first: the instance type lives inside a template).
+const EC2_SETTING_NAMES: ReadonlyArray<readonly [string, string]> = [
+  ["ec2.launchTemplates must name a launch template for at least one of linux/amd64, linux/arm64",
+    'SLIPWAY_FLEET=ec2 needs SLIPWAY_EC2_LAUNCH_TEMPLATE_AMD64 and/or SLIPWAY_EC2_LAUNCH_TEMPLATE_ARM64 (ID_OR_NAME[:VERSION])'],
+  ["ec2.launchTemplates['linux/amd64'].instanceType", 'SLIPWAY_EC2_INSTANCE_TYPE_AMD64'],
+  ["ec2.launchTemplates['linux/arm64'].instanceType", 'SLIPWAY_EC2_INSTANCE_TYPE_ARM64'],
+  ["ec2.launchTemplates['linux/amd64'].", 'SLIPWAY_EC2_LAUNCH_TEMPLATE_AMD64: '],
+  ["ec2.launchTemplates['linux/arm64'].", 'SLIPWAY_EC2_LAUNCH_TEMPLATE_ARM64: '],
+  ["ec2.launchTemplates['linux/amd64']", 'SLIPWAY_EC2_LAUNCH_TEMPLATE_AMD64'],
+  ["ec2.launchTemplates['linux/arm64']", 'SLIPWAY_EC2_LAUNCH_TEMPLATE_ARM64'],
+  ['ec2.fleet', 'SLIPWAY_EC2_FLEET_NAME'],
+  ['ec2.region', 'SLIPWAY_EC2_REGION (or AWS_REGION)'],
+  ['ec2.endpoint', 'SLIPWAY_EC2_ENDPOINT'],
+  ['ec2.dryRun', 'SLIPWAY_FLEET_DRY_RUN'],
+  ['ec2.throttleMaxAttempts', 'SLIPWAY_EC2_THROTTLE_MAX_ATTEMPTS'],
+  ['ec2.throttleBaseDelayMs', 'SLIPWAY_EC2_THROTTLE_BASE_DELAY_MS'],
+  ['ec2.throttleMaxDelayMs', 'SLIPWAY_EC2_THROTTLE_MAX_DELAY_MS'],
+  ['ec2.describePageSize', 'SLIPWAY_EC2_DESCRIBE_PAGE_SIZE'],
+];
+
+// `lt-0123456789abcdef0` or a template name, optionally `:VERSION` (a number, $Default, $Latest);
+// neither ids nor names can hold a colon.
+function launchTemplateInput(raw: string | undefined, instanceType: string | undefined): Record<string, unknown> | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const colon = raw.lastIndexOf(':');
+  const ref = colon >= 0 ? raw.slice(0, colon) : raw;
+  const version = colon >= 0 ? raw.slice(colon + 1) : undefined;
+  return {
+    ...(/^lt-[0-9a-f]{8,17}$/.test(ref) ? { id: ref } : { name: ref }),
+    ...(version !== undefined ? { version } : {}),
+    ...(instanceType ? { instanceType } : {}),
+  };
+}
+
+function readFleet(e: Env, redis: GatewayConfig['redis'], problems: string[]): FleetConfig {
+  const kind = readEnum(e, 'SLIPWAY_FLEET', ['local', 'ec2'] as const, 'local', problems);
+  const warmPoolSize = readInt(e, 'SLIPWAY_WARM_POOL_SIZE', 0, 0, 100, problems);
+  const maxInstancesPerPlatform = readInt(e, 'SLIPWAY_MAX_INSTANCES_PER_PLATFORM', 20, 1, 10_000, problems);
+  if (warmPoolSize > maxInstancesPerPlatform) {
+    problems.push(`SLIPWAY_WARM_POOL_SIZE (${warmPoolSize}) must not exceed SLIPWAY_MAX_INSTANCES_PER_PLATFORM (${maxInstancesPerPlatform})`);
+  }
+  const fleet: FleetConfig = {
+    kind,
+    ec2: undefined,
+    idleStopMs: readInt(e, 'SLIPWAY_IDLE_STOP_MS', 600_000, 1_000, 86_400_000, problems),
+    cacheRetentionMs: readInt(e, 'SLIPWAY_CACHE_RETENTION_MS', 7 * 86_400_000, 1_000, 365 * 86_400_000, problems),
+    warmPoolSize,
+    reconcileIntervalMs: readInt(e, 'SLIPWAY_RECONCILE_INTERVAL_MS', 10_000, 100, 600_000, problems),
+    maxInstancesPerPlatform,
+  };
+  if (kind !== 'ec2') return fleet;
+  if (redis === undefined) {
+    problems.push(
+      'SLIPWAY_FLEET=ec2 needs SLIPWAY_REDIS_URL: a fleet needs the shared routing table (one replica leads the fleet, and every replica must see the builders it brings up)',
+    );
+  }
+  const launchTemplates: Record<string, unknown> = {};
+  const amd64 = launchTemplateInput(e['SLIPWAY_EC2_LAUNCH_TEMPLATE_AMD64'], e['SLIPWAY_EC2_INSTANCE_TYPE_AMD64']);
+  const arm64 = launchTemplateInput(e['SLIPWAY_EC2_LAUNCH_TEMPLATE_ARM64'], e['SLIPWAY_EC2_INSTANCE_TYPE_ARM64']);
+  if (amd64) launchTemplates['linux/amd64'] = amd64;
+  if (arm64) launchTemplates['linux/arm64'] = arm64;
+  for (const [type, template] of [['SLIPWAY_EC2_INSTANCE_TYPE_AMD64', amd64], ['SLIPWAY_EC2_INSTANCE_TYPE_ARM64', arm64]] as const) {
+    if (e[type] && !template) problems.push(`${type} needs the launch template it overrides (${type.replace('INSTANCE_TYPE', 'LAUNCH_TEMPLATE')})`);
+  }
+  const ec2Problems: string[] = [];
+  fleet.ec2 = readEc2FleetConfig(
+    {
+      fleet: e['SLIPWAY_EC2_FLEET_NAME'],
+      region: e['SLIPWAY_EC2_REGION'] || e['AWS_REGION'] || e['AWS_DEFAULT_REGION'],
+      endpoint: e['SLIPWAY_EC2_ENDPOINT'],
+      dryRun: e['SLIPWAY_FLEET_DRY_RUN'],
+      launchTemplates,
+      throttleMaxAttempts: e['SLIPWAY_EC2_THROTTLE_MAX_ATTEMPTS'],
+      throttleBaseDelayMs: e['SLIPWAY_EC2_THROTTLE_BASE_DELAY_MS'],
+      throttleMaxDelayMs: e['SLIPWAY_EC2_THROTTLE_MAX_DELAY_MS'],
+      describePageSize: e['SLIPWAY_EC2_DESCRIBE_PAGE_SIZE'],
+    },
+    ec2Problems,
+    'ec2',
+  );
+  for (const problem of ec2Problems) {
+    const renamed = EC2_SETTING_NAMES.find(([from]) => problem.startsWith(from));
+    problems.push(renamed ? renamed[1] + problem.slice(renamed[0].length) : problem);
+  }
+  return fleet;
+}
+
 export function loadConfig(env: Env, argv: readonly string[] = []): GatewayConfig {
   const problems: string[] = [];
-  const e = mergeFlags(env, argv, FLAGS, problems, { boolean: new Set(['--redis-cluster']) });
+  const e = mergeFlags(env, argv, FLAGS, problems, { boolean: new Set(['--redis-cluster', '--fleet-dry-run']) });
   const required = (name: string): string => {
     const value = e[name];
     if (value === undefined || value === '') problems.push(`${name} is required`);
@@ -137,6 +261,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): GatewayConfi
     builderLeaseMs: readInt(e, 'SLIPWAY_BUILDER_LEASE_MS', heartbeatTimeoutMs, 100, 3_600_000, problems),
     internalUrl: e['SLIPWAY_INTERNAL_URL'] ? readHttpsUrl(e, 'SLIPWAY_INTERNAL_URL', '--internal-url', problems).origin : undefined,
     internalCaPath: e['SLIPWAY_INTERNAL_CA'] || undefined,
+    fleet: readFleet(e, redis, problems),
   };
   if (problems.length > 0) {
     throw new GatewayError('CONFIG_INVALID', `invalid gateway configuration:\n  - ${problems.join('\n  - ')}`);

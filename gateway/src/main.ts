@@ -5,6 +5,7 @@ import { Gateway } from './gateway.js';
 import { TokenVerifier, loadVerificationKeys, parseBearer } from './tokenVerifier.js';
 import { TokenIssuer, generateSigningKey, loadSigningKey } from './tokenIssuer.js';
 import { routingTableFromConfig } from './routing/routingTableFromConfig.js';
+import { fleetFromConfig } from './fleet/fleetFromConfig.js';
 import { toGatewayError } from './gatewayError.js';
 
 const argv = process.argv.slice(2);
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
   const verifier = new TokenVerifier({ issuer: config.tokenIssuer, keys });
   const buildTokenIssuer = new TokenIssuer({ issuer: config.tokenIssuer, privateJwk: signing.privateJwk });
   const table = routingTableFromConfig(config);
+  const fleet = fleetFromConfig(config, { table, log });
   const gateway = new Gateway({
     gatewayId: config.gatewayId,
     host: config.listenHost,
@@ -44,6 +46,7 @@ async function main(): Promise<void> {
     buildTokenIssuer,
     internalUrl: config.internalUrl,
     internalCa: config.internalCaPath ? fs.readFileSync(config.internalCaPath) : undefined,
+    canProvision: (platform) => fleet.canProvision(platform),
     placement: {
       spillAfterMs: config.spillAfterMs,
       buildLeaseMs: config.buildLeaseMs,
@@ -54,15 +57,21 @@ async function main(): Promise<void> {
   });
   const address = await gateway.listen();
   log.info('gateway listening', { host: address.address, port: address.port, gatewayId: config.gatewayId });
+  await fleet.start(gateway.metrics);
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) process.exit(1);
     stopping = true;
     log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
-    gateway.close(config.shutdownGraceMs).then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    // The fleet first: its leadership is resigned at once, not held through the grace period.
+    fleet
+      .close()
+      .catch((err: unknown) => log.warn('closing the fleet failed', { reason: toGatewayError(err).message }))
+      .then(() => gateway.close(config.shutdownGraceMs))
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
