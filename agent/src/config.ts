@@ -2,6 +2,7 @@ import os from 'node:os';
 import fs from 'node:fs';
 import { mergeFlags, readHttpsUrl, readInt, readEnum, LogLevels, isPlatform, Platforms, type Env, type LogLevel, type Platform } from '@slipway/proto';
 import { AgentError, toAgentError } from './agentError.js';
+import { IMDS_DEFAULT_URL, type InstanceIdentity } from './instanceIdentity.js';
 import { parseUpstream, type Upstream } from './upstream.js';
 
 export interface AgentConfig {
@@ -10,7 +11,10 @@ export interface AgentConfig {
   /** Links kept through each URL, each to a different replica. */
   gatewayLinks: number;
   token: string;
+  /** With identitySource `imds`, the instance id once applyInstanceIdentity has run. */
   agentId: string;
+  /** Whether agentId was configured rather than defaulted (a configured one must match the instance). */
+  agentIdConfigured: boolean;
   platform: Platform;
   upstream: Upstream;
   maxStreams: number;
@@ -18,6 +22,12 @@ export interface AgentConfig {
   maxBuilds: number;
   /** The fleet member (EC2 instance id) this agent runs on, if the fleet launched it. */
   instanceId: string | undefined;
+  /** `imds`: prove the EC2 instance to the gateway with its signed identity document. */
+  identitySource: IdentitySource;
+  /** Where IMDS answers (http://169.254.169.254 on EC2). */
+  imdsUrl: URL;
+  /** The identity presented on every connect request; set by applyInstanceIdentity. */
+  instanceIdentity: InstanceIdentity | undefined;
   caCertPath: string | undefined;
   labels: Record<string, string>;
   connectTimeoutMs: number;
@@ -39,6 +49,8 @@ const FLAGS: Record<string, string> = {
   '--max-streams': 'SLIPWAY_MAX_STREAMS',
   '--max-builds': 'SLIPWAY_MAX_BUILDS',
   '--instance-id': 'SLIPWAY_INSTANCE_ID',
+  '--identity': 'SLIPWAY_AGENT_IDENTITY',
+  '--imds-url': 'SLIPWAY_IMDS_URL',
   '--ca-cert': 'SLIPWAY_CA_CERT',
   '--label': 'SLIPWAY_AGENT_LABELS',
   '--connect-timeout-ms': 'SLIPWAY_CONNECT_TIMEOUT_MS',
@@ -53,6 +65,9 @@ export const AGENT_FLAGS: Readonly<Record<string, string>> = FLAGS;
 
 export const MAX_GATEWAY_LINKS = 8;
 
+export const IdentitySources = ['none', 'imds'] as const;
+export type IdentitySource = (typeof IdentitySources)[number];
+
 // Flags whose meaning the name alone does not carry; --help prints these under them.
 const FLAG_NOTES: Readonly<Record<string, string>> = {
   '--gateway': 'https:// URL of a gateway replica or of a load balancer in front of them; repeat the flag (or separate with commas) for several',
@@ -61,6 +76,10 @@ const FLAG_NOTES: Readonly<Record<string, string>> = {
     'raise it when a URL is a load balancer, so losing one replica leaves the agent reachable; a link that lands on a replica ' +
     'already linked is closed and retried with backoff, so the agent settles on as many replicas as there are, up to N',
   '--label': 'KEY=VALUE; repeat the flag (or separate with commas) for several',
+  '--identity':
+    'none (default) or imds: on EC2, present the instance identity document signed by AWS (read through IMDSv2) to the gateway; ' +
+    'the agent id and instance id are then the instance id',
+  '--imds-url': `instance metadata service URL for --identity imds (default ${IMDS_DEFAULT_URL})`,
 };
 
 export function agentUsage(): string {
@@ -114,6 +133,27 @@ function readInstanceId(raw: string | undefined, problems: string[]): string | u
   return raw;
 }
 
+// IMDS is plain HTTP on a link-local address; a path would be dropped when the fixed paths are
+// appended, so it is refused rather than silently ignored.
+function readImdsUrl(raw: string | undefined, problems: string[]): URL {
+  const fallback = new URL(IMDS_DEFAULT_URL);
+  if (raw === undefined || raw === '') return fallback;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    problems.push(`SLIPWAY_IMDS_URL must be a URL like ${IMDS_DEFAULT_URL}; got '${raw.slice(0, 100)}'`);
+    return fallback;
+  }
+  if (url.protocol !== 'http:' || url.username || url.password || url.pathname !== '/' || url.search || url.hash) {
+    problems.push(`SLIPWAY_IMDS_URL must be http://HOST[:PORT] with nothing after it, like ${IMDS_DEFAULT_URL}; got '${raw.slice(0, 100)}'`);
+    return fallback;
+  }
+  return url;
+}
+
+const EC2_INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
+
 export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig {
   const problems: string[] = [];
   const e = mergeFlags(env, argv, FLAGS, problems, { repeatable: new Set(['--label', '--gateway']) });
@@ -163,16 +203,35 @@ export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig 
   const reconnectMaxMs = readInt(e, 'SLIPWAY_RECONNECT_MAX_MS', 30_000, 1, 3_600_000, problems);
   if (reconnectMaxMs < reconnectBaseMs) problems.push(`SLIPWAY_RECONNECT_MAX_MS (${reconnectMaxMs}) must be at least SLIPWAY_RECONNECT_BASE_MS (${reconnectBaseMs})`);
 
+  const identitySource = readEnum(e, 'SLIPWAY_AGENT_IDENTITY', IdentitySources, 'none', problems);
+  const imdsUrl = readImdsUrl(e['SLIPWAY_IMDS_URL'], problems);
+  const configuredAgentId = e['SLIPWAY_AGENT_ID'] || undefined;
+  const instanceId = readInstanceId(e['SLIPWAY_INSTANCE_ID'], problems);
+  // Only the document can say which instance this is, and it is fetched later; what can already be
+  // seen not to be an instance id is reported now, with everything else.
+  if (identitySource === 'imds') {
+    if (configuredAgentId !== undefined && !EC2_INSTANCE_ID.test(configuredAgentId)) {
+      problems.push(`with SLIPWAY_AGENT_IDENTITY=imds the agent id is the EC2 instance id; SLIPWAY_AGENT_ID '${configuredAgentId.slice(0, 64)}' is not one (leave it unset)`);
+    }
+    if (instanceId !== undefined && !EC2_INSTANCE_ID.test(instanceId)) {
+      problems.push(`with SLIPWAY_AGENT_IDENTITY=imds, SLIPWAY_INSTANCE_ID '${instanceId}' is not an EC2 instance id (leave it unset)`);
+    }
+  }
+
   const config: AgentConfig = {
     gatewayUrls,
     gatewayLinks,
     token,
-    agentId: e['SLIPWAY_AGENT_ID'] || os.hostname(),
+    agentId: configuredAgentId ?? os.hostname(),
+    agentIdConfigured: configuredAgentId !== undefined,
     platform,
     upstream: upstream!,
     maxStreams: readInt(e, 'SLIPWAY_MAX_STREAMS', 1024, 1, 100_000, problems),
     maxBuilds: readInt(e, 'SLIPWAY_MAX_BUILDS', 4, 1, 1024, problems),
-    instanceId: readInstanceId(e['SLIPWAY_INSTANCE_ID'], problems),
+    instanceId,
+    identitySource,
+    imdsUrl,
+    instanceIdentity: undefined,
     caCertPath,
     labels,
     connectTimeoutMs,
@@ -184,4 +243,28 @@ export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig 
   };
   if (problems.length > 0) throw new AgentError('CONFIG_INVALID', `invalid agent configuration:\n  - ${problems.join('\n  - ')}`);
   return config;
+}
+
+/**
+ * Takes the agent and instance ids from the instance identity document (identitySource `imds`),
+ * which fetchInstanceIdentity read once the configuration was loaded. Configured values that
+ * contradict the document are configuration problems: the gateway would refuse them anyway.
+ */
+export function applyInstanceIdentity(config: AgentConfig, identity: InstanceIdentity): AgentConfig {
+  const problems: string[] = [];
+  const { instanceId } = identity;
+  if (config.agentIdConfigured && config.agentId !== instanceId) {
+    problems.push(`SLIPWAY_AGENT_ID is '${config.agentId}' but this is instance ${instanceId}; with SLIPWAY_AGENT_IDENTITY=imds the agent id is the instance id (leave it unset)`);
+  }
+  if (config.instanceId !== undefined && config.instanceId !== instanceId) {
+    problems.push(`SLIPWAY_INSTANCE_ID is '${config.instanceId}' but the instance identity document is for ${instanceId} (leave it unset)`);
+  }
+  const documentPlatform = identity.architecture === 'x86_64' ? 'linux/amd64' : identity.architecture === 'arm64' ? 'linux/arm64' : undefined;
+  if (documentPlatform === undefined) {
+    problems.push(`instance ${instanceId} is ${identity.architecture}; Slipway builds on x86_64 (linux/amd64) and arm64 (linux/arm64) instances`);
+  } else if (documentPlatform !== config.platform) {
+    problems.push(`SLIPWAY_PLATFORM is ${config.platform} but instance ${instanceId} is ${identity.architecture} (${documentPlatform})`);
+  }
+  if (problems.length > 0) throw new AgentError('CONFIG_INVALID', `invalid agent configuration:\n  - ${problems.join('\n  - ')}`);
+  return { ...config, agentId: instanceId, instanceId, instanceIdentity: identity };
 }

@@ -7,6 +7,7 @@ import {
   readHttpResponseHead,
 } from '@slipway/proto';
 import { AgentError } from './agentError.js';
+import { instanceIdentityHeaders, type InstanceIdentity } from './instanceIdentity.js';
 
 export interface GatewayDialOptions {
   gatewayUrl: URL;
@@ -16,6 +17,8 @@ export interface GatewayDialOptions {
   version: string;
   ca: Buffer | undefined;
   connectTimeoutMs: number;
+  /** Sent with every connect request when the agent proves its EC2 instance (--identity imds). */
+  instanceIdentity?: Pick<InstanceIdentity, 'document' | 'signature'> | undefined;
   signal: AbortSignal;
 }
 
@@ -60,10 +63,15 @@ export async function dialGateway(options: GatewayDialOptions): Promise<DialedGa
         reject(err instanceof AgentError ? err : new AgentError('GATEWAY_UNREACHABLE', `cannot reach gateway ${where}: ${err.message}`, { cause: err })),
       );
     });
+    // Both identity values are base64 (instanceIdentityHeaders refuses anything else), so neither
+    // can break the request head.
+    const identityLines = options.instanceIdentity
+      ? Object.entries(instanceIdentityHeaders(options.instanceIdentity)).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+      : '';
     socket.write(
       `GET ${AGENT_CONNECT_PATH} HTTP/1.1\r\nHost: ${gatewayUrl.host}\r\nConnection: Upgrade\r\nUpgrade: ${AGENT_UPGRADE_PROTOCOL}\r\n` +
         `Authorization: Bearer ${options.token}\r\n${Header.agentId}: ${options.agentId}\r\n` +
-        `${Header.agentPlatform}: ${options.platform}\r\n${Header.agentVersion}: ${options.version}\r\n\r\n`,
+        `${Header.agentPlatform}: ${options.platform}\r\n${Header.agentVersion}: ${options.version}\r\n${identityLines}\r\n`,
     );
     const head = await readHttpResponseHead(socket, MAX_HEAD_BYTES, options.signal).catch((err: Error) => {
       throw err instanceof AgentError ? err : new AgentError('GATEWAY_PROTOCOL', `gateway ${where} answered the upgrade badly: ${err.message}`, { cause: err });

@@ -19,6 +19,7 @@ export const GatewayErrorCodes = [
   'ROUTING_UNAVAILABLE',
   'STALE_LEADER',
   'FLEET_FAILED',
+  'RATE_LIMITED',
   'INTERNAL',
 ] as const;
 export type GatewayErrorCode = (typeof GatewayErrorCodes)[number];

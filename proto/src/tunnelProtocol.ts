@@ -58,6 +58,7 @@ export const WireErrorCodes = [
   'NOT_FOUND',
   'BUILD_ENDED',
   'ROUTING_UNAVAILABLE',
+  'RATE_LIMITED',
   'INTERNAL',
 ] as const;
 export type WireErrorCode = (typeof WireErrorCodes)[number];
@@ -80,6 +81,7 @@ export const WireErrorHttpStatus: Record<WireErrorCode, number> = {
   NOT_FOUND: 404,
   BUILD_ENDED: 410,
   ROUTING_UNAVAILABLE: 503,
+  RATE_LIMITED: 429,
   INTERNAL: 500,
 };
 
@@ -99,6 +101,7 @@ export const WsCloseCode: Record<WireErrorCode, number> = {
   NOT_FOUND: 4408,
   BUILD_ENDED: 4410,
   ROUTING_UNAVAILABLE: 4508,
+  RATE_LIMITED: 4429,
   INTERNAL: 4500,
 };
 export function wireCodeForWsClose(code: number): WireErrorCode | undefined {
