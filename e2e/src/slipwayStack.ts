@@ -29,6 +29,8 @@ export interface StackOptions {
   spillAfterMs?: number;
   builderLeaseMs?: number;
   buildLeaseMs?: number;
+  /** Whether builds may wait for a fleet to bring a builder up (default: no, as with local agents). */
+  canProvision?: (platform: Platform) => boolean;
 }
 
 export interface SlipwayStack {
@@ -75,6 +77,7 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
       table,
       buildTokenIssuer: issuer,
       internalCa: Buffer.from(pki.caCertPem),
+      canProvision: options.canProvision,
       placement: {
         spillAfterMs: options.spillAfterMs ?? 2_000,
         buildLeaseMs: options.buildLeaseMs ?? 30_000,
