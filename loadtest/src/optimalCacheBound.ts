@@ -1,11 +1,12 @@
 import type { BuildTrace } from './buildTrace.js';
 
-// The most warm repeats any placer could get with `caches` builders that each hold one project's
-// cache: Belady's optimal replacement (on a miss, evict the project needed again furthest in
-// the future) over the trace's builds in arrival order. A build always leaves its project in the
-// cache of the builder it ran on, so a miss must insert; capacity and concurrency are ignored,
-// which can only make the real figure lower. Counts only measured repeat builds, like
-// PlacementTally, so it is the ceiling of the same ratio.
+// The most warm repeats a placer could get with `caches` builders that each hold one project's
+// cache, if it starts builds in the order they arrive: Belady's optimal replacement (on a miss,
+// evict the project needed again furthest in the future) over the trace. A build always leaves
+// its project in the cache of the builder it ran on, so a miss must insert; slots and concurrency
+// are ignored, which can only make the real figure lower. A placer that holds builds back for
+// their builder (Slipway does, up to spillAfterMs or for an empty pool) changes the order and is
+// not bounded by it. Counts only measured repeat builds, like PlacementTally.
 export interface CacheBound {
   repeatBuilds: number;
   warmRepeat: number;

@@ -47,7 +47,7 @@ function simulationSection(r: PlacementResults, loads: SimulatedLoad[]): string[
     out.push(
       `load ${pct(l.utilisationTarget, 0)}: offered ${pct(l.offeredUtilisation, 1)} of slots, ${l.buildsPerMinute.toFixed(1)} builds/min, ` +
         `${l.measuredBuilds} measured builds (${l.repeatBuilds} repeats); ${l.distinctProjectsPerWindow.toFixed(0)} distinct projects build per ${retention} ` +
-        `against ${c.builders} builders; clairvoyant ceiling (one project per builder, Belady eviction, no slot limit) ${pct(l.ceiling.warmRatio, 1)} warm; ` +
+        `against ${c.builders} builders; clairvoyant ceiling for builds started in arrival order (one project per builder, Belady eviction, no slot limit) ${pct(l.ceiling.warmRatio, 1)} warm; ` +
         `bindings released: ${Object.entries(l.bindingsReleased)
           .map(([k, v]) => `${k} ${v}`)
           .join(', ')}; simulated in ${l.simulationSeconds.toFixed(1)} s`,
