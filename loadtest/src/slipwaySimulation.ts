@@ -7,8 +7,8 @@ import { PlacementTally, type PlacerSummary } from './placementTally.js';
 
 // Slipway's placement on a virtual clock: the real MemoryRoutingTable, called only through the
 // RoutingTable interface, as the gateway and the fleet would call it.
-// - 200 (say) builders register once; every replica would renew their leases, the simulation
-//   renews them every `renewIntervalMs` of virtual time.
+// - The builders register once and the simulation renews their leases every 20 virtual
+//   seconds, as the replicas holding their links would.
 // - A build acquires when it arrives. A pending build asks again whenever the answer could have
 //   changed: a slot of its project's builders freed, a pool builder appeared, or it has waited
 //   `spillAfterMs` (when the table lets it spill). The product's CLI polls every 0.5-2 s instead,
@@ -16,7 +16,11 @@ import { PlacementTally, type PlacerSummary } from './placementTally.js';
 // - A build ends (endAllocation 'finished') after its duration.
 // - The fleet's idle reclamation: every `reclaimIntervalMs` it lists the builders and releases
 //   the binding (the cache) of every bound builder idle for `idleRetentionMs`, which returns it
-//   to the pool. Without this nothing ever frees a binding and the pool runs dry.
+//   to the pool. Without this nothing ever frees a binding and the pool runs dry. The product's
+//   reconciler (gateway/src/fleet/fleetReconciler.ts) stops an idle builder and terminates it,
+//   releasing the binding, a retention period later; a fleet at its instance limit frees a cache
+//   no sooner than that either. Here an idle builder stays live until released, so a project
+//   coming back finds it at once (the product would have to start the stopped VM).
 // Heartbeats are not simulated: allocations get a lease longer than the whole run.
 
 export interface SlipwaySimulationOptions {
