@@ -75,7 +75,14 @@ export class BuildService {
     const platforms = parsePlatforms(platformsInput);
     const buildId = randomUUID();
     const ttlSec = this.options.buildTokenTtlSec;
-    const token = await this.options.issuer.issueBuildToken({ project: identity.project, subject: identity.subject, buildId, ttlSec });
+    const token = await this.options.issuer.issueBuildToken({
+      project: identity.project,
+      subject: identity.subject,
+      buildId,
+      ttlSec,
+      parentTokenId: identity.tokenId,
+      untrusted: identity.untrusted,
+    });
     this.options.log.info('build created', { buildId, project: identity.project, platforms: platforms.join(','), subject: identity.subject });
     return {
       buildId,
@@ -135,7 +142,14 @@ export class BuildService {
     // Renew the token while the build lives, so builds can outlast one token's life.
     const remainingMs = identity.expiresAt.getTime() - nowMs;
     if (remainingMs < (this.options.buildTokenTtlSec * 1000) / 2 && status.allocations.some((a) => a.state === 'active' || a.state === 'pending')) {
-      status.token = await this.options.issuer.issueBuildToken({ project: identity.project, subject: identity.subject, buildId, ttlSec: this.options.buildTokenTtlSec });
+      status.token = await this.options.issuer.issueBuildToken({
+        project: identity.project,
+        subject: identity.subject,
+        buildId,
+        ttlSec: this.options.buildTokenTtlSec,
+        parentTokenId: identity.parentTokenId,
+        untrusted: identity.untrusted,
+      });
       status.tokenExpiresAt = new Date(nowMs + this.options.buildTokenTtlSec * 1000).toISOString();
     }
     return status;

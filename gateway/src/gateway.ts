@@ -34,6 +34,10 @@ import { BuildService } from './buildService.js';
 import { BuilderRegistry } from './builderRegistry.js';
 import { registerBuildApi } from './buildApi.js';
 import { ReplicaForwarder } from './replicaForwarder.js';
+import { registerAdminApi } from './adminApi.js';
+import type { ProjectAdmin } from './projectAdmin.js';
+import type { RevocationList } from './identity/revocationList.js';
+import type { JWK } from 'jose';
 
 export interface GatewayOptions {
   gatewayId: string;
@@ -56,6 +60,13 @@ export interface GatewayOptions {
   internalUrl?: string;
   /** CA for other replicas' certificates (default: the system's). */
   internalCa?: Buffer;
+  /** Projects, tokens and trust policies (the admin API), and the revoked token ids every use is checked against. */
+  identity?: {
+    admin: ProjectAdmin;
+    revocations: RevocationList;
+    verifyAdmin: (token: string) => Promise<{ subject: string }>;
+    publicKeys: () => JWK[];
+  };
   /** Whether the fleet can bring up builders of a platform on demand; default: it cannot (local agents). */
   canProvision?: (platform: Platform) => boolean;
 }
@@ -121,7 +132,12 @@ export class Gateway {
       },
       () => this.tunnels.activeByPlatform(),
     );
-    const clientAuth = new VerifiedTokenCache(options.auth, { maxEntries: 4096, maxAgeMs: 60_000 });
+    const revocations = options.identity?.revocations;
+    const clientAuth = new VerifiedTokenCache(options.auth, {
+      maxEntries: 4096,
+      maxAgeMs: 60_000,
+      isRevoked: revocations ? (id) => revocations.isRevoked(id) : undefined,
+    });
     this.builds = new BuildService({
       table: options.table,
       issuer: options.buildTokenIssuer,
@@ -142,8 +158,19 @@ export class Gateway {
     });
     this.tunnels = new TunnelService(clientAuth, this.pool, this.builds, (agentId, request) => this.forwarder?.target(agentId, request.platform, request.authorization) ?? Promise.resolve(undefined), this.metrics, options.log, options.parseBearer);
     this.app = createHttpApi({
-      register: (app) =>
-        registerBuildApi(app, { builds: this.builds, auth: clientAuth, parseBearer: options.parseBearer, metrics: this.metrics, log: options.log }),
+      register: (app) => {
+        registerBuildApi(app, { builds: this.builds, auth: clientAuth, parseBearer: options.parseBearer, metrics: this.metrics, log: options.log });
+        const identity = options.identity;
+        if (identity) {
+          registerAdminApi(app, {
+            admin: identity.admin,
+            verifyAdmin: identity.verifyAdmin,
+            parseBearer: options.parseBearer,
+            publicKeys: identity.publicKeys,
+            metrics: this.metrics,
+          });
+        }
+      },
       serverFactory: (handler) => this.createServer(handler as (req: unknown, res: unknown) => void),
       metrics: this.metrics.registry,
       isReady: () =>
@@ -372,6 +399,7 @@ export class Gateway {
     this.draining = true;
     this.registry.close();
     this.forwarder?.close();
+    this.options.identity?.revocations.close();
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline && this.tunnels.activeByPlatform().some(([, n]) => n > 0)) {
       await new Promise((r) => setTimeout(r, 50));

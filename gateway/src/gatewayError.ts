@@ -15,6 +15,7 @@ export const GatewayErrorCodes = [
   'UPSTREAM_FAILED',
   'DRAINING',
   'NOT_FOUND',
+  'CONFLICT',
   'BUILD_ENDED',
   'ROUTING_UNAVAILABLE',
   'STALE_LEADER',

@@ -15,6 +15,12 @@ export const AGENT_AUDIENCE = 'slipway-agent';
  */
 export const REPLICA_AUDIENCE = 'slipway-replica';
 
+/** Audience of tokens for the admin API: projects, their tokens and trust policies. */
+export const ADMIN_AUDIENCE = 'slipway-admin';
+
+/** Scopes a project token may carry: `build` (create builds, open tunnels) and `read` (read build status). */
+export const PROJECT_SCOPES = ['build', 'read'] as const;
+
 /** Scope a client token needs to open build tunnels. */
 export const BUILD_SCOPE = 'build';
 

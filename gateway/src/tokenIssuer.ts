@@ -8,6 +8,7 @@ import {
   AGENT_ID_PATTERN,
   CLIENT_AUDIENCE,
   REPLICA_AUDIENCE,
+  ADMIN_AUDIENCE,
   FLEET_PATTERN,
   PROJECT_PATTERN,
   TOKEN_ALGORITHM,
@@ -35,6 +36,10 @@ export interface BuildTokenRequest {
   buildId: string;
   ttlSec: number;
   issuedAt?: Date;
+  /** The project token the build was created with: revoking it ends the build's token too. */
+  parentTokenId?: string;
+  /** The build came from an untrusted CI identity. */
+  untrusted?: boolean;
 }
 
 export interface AgentTokenRequest {
@@ -97,7 +102,7 @@ export class TokenIssuer {
   }
 
   async issueBuildToken(request: BuildTokenRequest): Promise<string> {
-    const { project, subject, buildId, ttlSec, issuedAt } = request;
+    const { project, subject, buildId, ttlSec, issuedAt, parentTokenId, untrusted } = request;
     if (!PROJECT_PATTERN.test(project)) {
       throw new GatewayError('BAD_REQUEST', `project '${project}' does not match ${PROJECT_PATTERN.source}`);
     }
@@ -105,7 +110,28 @@ export class TokenIssuer {
       throw new GatewayError('BAD_REQUEST', `build id '${buildId}' is not a lowercase UUID`);
     }
     if (subject === '') throw new GatewayError('BAD_REQUEST', 'token subject must be non-empty');
-    return this.#sign({ project, scope: 'build', build: buildId }, CLIENT_AUDIENCE, subject, ttlSec, issuedAt);
+    return this.#sign(
+      { project, scope: 'build', build: buildId, ...(parentTokenId ? { via: parentTokenId } : {}), ...(untrusted ? { untrusted: true } : {}) },
+      CLIENT_AUDIENCE,
+      subject,
+      ttlSec,
+      issuedAt,
+    );
+  }
+
+  /** A token for the admin API (projects, tokens, trust policies). */
+  async issueAdminToken(subject: string, ttlSec: number): Promise<string> {
+    if (subject === '') throw new GatewayError('BAD_REQUEST', 'admin token subject must be non-empty');
+    return this.#sign({ scope: 'admin' }, ADMIN_AUDIENCE, subject, ttlSec, undefined);
+  }
+
+  /** A project token with an id the caller records (so it can be listed and revoked). */
+  async issueProjectToken(request: ClientTokenRequest & { tokenId: string; untrusted?: boolean }): Promise<string> {
+    const { project, subject, scopes, ttlSec, issuedAt, tokenId, untrusted } = request;
+    if (!PROJECT_PATTERN.test(project)) {
+      throw new GatewayError('BAD_REQUEST', `project '${project}' does not match ${PROJECT_PATTERN.source}`);
+    }
+    return this.#sign({ project, scope: scopes.join(' '), ...(untrusted ? { untrusted: true } : {}) }, CLIENT_AUDIENCE, subject, ttlSec, issuedAt, tokenId);
   }
 
   /** A token by which this gateway replica proves itself to another one. */
@@ -131,6 +157,7 @@ export class TokenIssuer {
     subject: string,
     ttlSec: number,
     issuedAt: Date | undefined,
+    tokenId: string = randomUUID(),
   ): Promise<string> {
     if (!Number.isInteger(ttlSec) || ttlSec <= 0) {
       throw new GatewayError('BAD_REQUEST', `ttlSec must be a positive integer, got ${ttlSec}`);
@@ -144,7 +171,7 @@ export class TokenIssuer {
       .setIssuedAt(iat)
       .setNotBefore(iat)
       .setExpirationTime(iat + ttlSec)
-      .setJti(randomUUID())
+      .setJti(tokenId)
       .sign(this.#key);
   }
 }
@@ -158,6 +185,46 @@ export function generateSigningKey(kid: string): SigningKeyPair {
     privateJwk: { ...(privateKey.export({ format: 'jwk' }) as JWK), ...meta },
     publicJwk: { ...(publicKey.export({ format: 'jwk' }) as JWK), ...meta },
   };
+}
+
+/**
+ * Reads the gateway's signing key ring: a JWKS of private ES256 keys (or one JWK). The first key
+ * signs; the others only verify, which is how a key is rotated with overlap: add the new key
+ * second, roll out, move it first, roll out, and drop the old one once tokens it signed have
+ * expired.
+ */
+export async function loadSigningKeys(path: string): Promise<SigningKeyPair[]> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new GatewayError('CONFIG_INVALID', `cannot read the signing keys from ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const keys = (doc as { keys?: unknown }).keys;
+  const list = (Array.isArray(keys) ? keys : [doc]) as unknown[];
+  const problems: string[] = [];
+  const pairs: SigningKeyPair[] = [];
+  const kids = new Set<string>();
+  list.forEach((entry, i) => {
+    const jwk = entry as JWK;
+    if (typeof jwk !== 'object' || jwk === null || typeof jwk.d !== 'string' || typeof jwk.kid !== 'string') {
+      problems.push(`key #${i} is not a private EC P-256 JWK with a kid`);
+      return;
+    }
+    if (kids.has(jwk.kid)) problems.push(`key #${i}: kid '${jwk.kid}' is used twice`);
+    kids.add(jwk.kid);
+    try {
+      new TokenIssuer({ issuer: 'check', privateJwk: jwk });
+    } catch (err) {
+      problems.push(`key '${jwk.kid}': ${(err as Error).message}`);
+      return;
+    }
+    const { d: _d, ...publicJwk } = jwk;
+    pairs.push({ privateJwk: jwk, publicJwk });
+  });
+  if (pairs.length === 0 && problems.length === 0) problems.push('it holds no key');
+  if (problems.length > 0) throw new GatewayError('CONFIG_INVALID', `signing keys file ${path}: ${problems.join('; ')}`);
+  return pairs;
 }
 
 /**

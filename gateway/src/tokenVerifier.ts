@@ -9,6 +9,7 @@ import {
   BUILD_SCOPE,
   CLIENT_AUDIENCE,
   REPLICA_AUDIENCE,
+  ADMIN_AUDIENCE,
   FLEET_PATTERN,
   MAX_TOKEN_BYTES,
   PROJECT_PATTERN,
@@ -39,6 +40,10 @@ export interface ClientIdentity {
   tokenId: string | undefined;
   /** Set for build tokens: the one build this token may reach builders for. */
   buildId: string | undefined;
+  /** Set when the token came from a CI identity the project's trust policy marks untrusted (e.g. a fork's pull request). */
+  untrusted?: boolean;
+  /** For build tokens: the id of the project token the build was created with. */
+  parentTokenId?: string;
 }
 
 export interface AgentIdentity {
@@ -107,7 +112,25 @@ export class TokenVerifier {
     if (build !== undefined && (typeof build !== 'string' || !BUILD_ID_PATTERN.test(build))) {
       throw unauthenticated(`token 'build' claim is ${show(build)}, expected a build id (a lowercase UUID)`);
     }
-    return { subject, project, scopes, expiresAt, tokenId: jti, buildId: build };
+    const untrusted = payload['untrusted'] === true ? true : undefined;
+    const via = payload['via'];
+    if (via !== undefined && typeof via !== 'string') throw unauthenticated(`token 'via' claim is ${show(via)}, expected a token id`);
+    return {
+      subject,
+      project,
+      scopes,
+      expiresAt,
+      tokenId: jti,
+      buildId: build,
+      ...(untrusted ? { untrusted } : {}),
+      ...(via !== undefined ? { parentTokenId: via } : {}),
+    };
+  }
+
+  /** Verifies an admin API token; returns who holds it. */
+  async verifyAdmin(token: string): Promise<{ subject: string }> {
+    const { payload } = await this.#verify(token, ADMIN_AUDIENCE, CLIENT_AUDIENCE);
+    return { subject: requireString(payload, 'sub', 'the administrator') };
   }
 
   /** Verifies a token another gateway replica presents; returns its gateway id. */

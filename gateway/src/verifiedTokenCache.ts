@@ -1,7 +1,10 @@
 import type { Authenticator, ClientIdentity } from './authenticator.js';
+import { GatewayError } from './gatewayError.js';
 
 export interface VerifiedTokenCacheOptions {
   maxEntries: number;
+  /** Revoked token ids: checked on every use, cached or not. */
+  isRevoked?: (tokenId: string | undefined) => boolean;
   // A verified token is trusted again without a signature check for at most this long (and never
   // past its own expiry), which bounds how long a revocation could go unnoticed once revocation
   // exists.
@@ -27,15 +30,26 @@ export class VerifiedTokenCache implements Authenticator {
   async verifyClient(token: string): Promise<ClientIdentity> {
     const now = this.now();
     const hit = this.entries.get(token);
-    if (hit && hit.validUntilMs > now) return hit.identity;
+    if (hit && hit.validUntilMs > now) return this.notRevoked(hit.identity);
     if (hit) this.entries.delete(token);
-    const identity = await this.inner.verifyClient(token);
+    const identity = this.notRevoked(await this.inner.verifyClient(token));
     if (this.entries.size >= this.options.maxEntries) {
       // Map iteration order is insertion order: the first key is the oldest entry.
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);
     }
     this.entries.set(token, { identity, validUntilMs: Math.min(identity.expiresAt.getTime(), now + this.options.maxAgeMs) });
+    return identity;
+  }
+
+  private notRevoked(identity: ClientIdentity): ClientIdentity {
+    const isRevoked = this.options.isRevoked;
+    if (isRevoked) {
+      if (isRevoked(identity.tokenId)) throw new GatewayError('UNAUTHENTICATED', `token ${identity.tokenId} has been revoked`);
+      if (isRevoked(identity.parentTokenId)) {
+        throw new GatewayError('UNAUTHENTICATED', `the project token this build was created with (${identity.parentTokenId}) has been revoked`);
+      }
+    }
     return identity;
   }
 
