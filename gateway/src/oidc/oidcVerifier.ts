@@ -131,15 +131,15 @@ export class OidcVerifier {
       throw unauthenticated(`malformed OIDC token: expected 3 dot-separated parts (JWS compact form), got ${parts.length}`);
     }
     const header = decodeSegment(parts[0]!, 'header');
-    const unverified = decodeSegment(parts[1]!, 'payload');
-    if (!BASE64URL.test(parts[2]!)) throw unauthenticated('malformed OIDC token: signature is missing or not base64url');
-
+    // Before the signature's form: an unsigned token (alg 'none', empty signature) is told so.
     const alg = header['alg'];
     if (!OIDC_ALGORITHMS.includes(alg as OidcAlgorithm)) throw unauthenticated(algorithmRefusal(alg));
     const kid = header['kid'];
     if (typeof kid !== 'string' || kid === '') {
       throw unauthenticated(`OIDC token header kid is ${showClaim(kid)}, expected the id of one of the issuer's keys`);
     }
+    const unverified = decodeSegment(parts[1]!, 'payload');
+    if (!BASE64URL.test(parts[2]!)) throw unauthenticated('malformed OIDC token: signature is missing or not base64url');
 
     // The unverified issuer only chooses which policies (and so which issuer's keys) to try; the
     // signature check below then holds the token to that issuer.

@@ -15,7 +15,7 @@ export interface TrustPolicy {
   audience: string;
   /**
    * Claim (dot path for nested claims) → pattern; all must match. A pattern is an exact string
-   * in which `*` stands for one or more characters other than `/` and `**` for one or more of any.
+   * in which `*` stands for any run of characters other than `/` and `**` for any run at all.
    */
   conditions: Record<string, string>;
   /** Claim → pattern; if any of them matches, the token is accepted but marked untrusted. */
@@ -214,8 +214,8 @@ export function matchTrustPolicy(policy: TrustPolicy, claims: Record<string, unk
 }
 
 /**
- * Whether `value` matches `pattern`: literal characters match themselves, `*` one or more
- * characters other than `/`, `**` one or more characters of any kind.
+ * Whether `value` matches `pattern`: literal characters match themselves, `*` any run (maybe
+ * empty) of characters other than `/`, `**` any run of characters at all, `/` included.
  */
 export function claimPatternMatches(pattern: string, value: string): boolean {
   // A set of reachable positions, advanced one pattern token at a time: linear in the value for
@@ -226,9 +226,9 @@ export function claimPatternMatches(pattern: string, value: string): boolean {
     const next = new Uint8Array(value.length + 1);
     if (token === '*' || token === '**') {
       let open = false;
-      for (let j = 1; j <= value.length; j++) {
-        if (reachable[j - 1]) open = true;
-        if (token === '*' && value[j - 1] === '/') open = false;
+      for (let j = 0; j <= value.length; j++) {
+        if (j > 0 && token === '*' && value[j - 1] === '/') open = false;
+        if (reachable[j]) open = true;
         if (open) next[j] = 1;
       }
     } else {
