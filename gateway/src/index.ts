@@ -10,3 +10,26 @@ export { BuildService } from './buildService.js';
 export { loadSigningKey } from './tokenIssuer.js';
 export { RedisRoutingTable, type RedisRoutingTableOptions } from './routing/redisRoutingTable.js';
 export type { MemoryRoutingTableOptions } from './routing/memoryRoutingTable.js';
+export { RateLimiter, RateLimits, addressKey, type RateLimiterOptions, type RateDecision, type RateLimitSpec, type RateCharge, type RateLimitsDecision } from './rateLimiter.js';
+export { StreamQuota, streamQuotaKey, type StreamQuotaOptions, type ReleaseStream } from './streamQuota.js';
+export { AuditLog, AuditPaths, redactSecrets, type AuditPath, type AuthDecision, type AuthAuditRecord, type AuditLogOptions } from './auditLog.js';
+export { MemoryIdentityStore } from './identity/memoryIdentityStore.js';
+export { RedisIdentityStore } from './identity/redisIdentityStore.js';
+export { RevocationList } from './identity/revocationList.js';
+export { ProjectAdmin } from './projectAdmin.js';
+export type * from './identity/identityStore.js';
+export {
+  InstanceIdentityVerifier,
+  MAX_INSTANCE_DOCUMENT_HEADER_CHARS,
+  MAX_INSTANCE_SIGNATURE_HEADER_CHARS,
+  type InstanceIdentityVerifierOptions,
+  type VerifiedInstanceIdentity,
+} from './instanceIdentityVerifier.js';
+export {
+  AgentAdmission,
+  type AgentAdmissionOptions,
+  type AgentAdmissionRequest,
+  type AdmittedAgent,
+  type FleetInstanceFacts,
+  type InstanceLookup,
+} from './agentAdmission.js';
