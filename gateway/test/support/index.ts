@@ -1,2 +1,3 @@
 export * from './fakeEc2Server.js';
 export { routingTableContract, type RoutingTableFixture } from './routingTableContract.js';
+export { identityStoreContract } from './identityStoreContract.js';
