@@ -276,9 +276,16 @@ export class FleetReconciler {
     const stopping = boundInstances.find((i) => i.state === 'stopping');
     if (stopping !== undefined) return wait(`instance ${stopping.instanceId} holds the cache and is stopping; it starts once stopped`);
 
-    // A stopped pool instance: no cache for the project, but booted once and ready sooner than a launch.
+    // A stopped pool instance: no cache for the project, but booted once and ready sooner than a
+    // launch. Not one whose drained record still holds a lease (see above): a launch is quicker.
     const pool = mine()
-      .filter((i) => i.state === 'stopped' && i.project === undefined && !pass.touched.has(i.instanceId))
+      .filter(
+        (i) =>
+          i.state === 'stopped' &&
+          i.project === undefined &&
+          !pass.touched.has(i.instanceId) &&
+          !holdsRecord(byInstance.get(i.instanceId), pass.nowMs),
+      )
       .sort((a, b) => a.launchedAtMs - b.launchedAtMs || cmp(a.instanceId, b.instanceId));
     for (const inst of pool) {
       // Tag first: a leader that dies after tagging leaves a tag the next pass binds from; one

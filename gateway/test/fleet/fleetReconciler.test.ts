@@ -317,6 +317,26 @@ test('warm pool: stopped unbound instances are kept per platform, claimed by a n
   assertActive(await s.want('b-1', 'beta'), pool.instanceId);
 });
 
+test('a pool instance whose drained builder record still holds its lease is not claimed: it would come back unplaceable', async (t) => {
+  const s = await setup(t, { warmPoolSize: 1, platforms: ['linux/amd64'] });
+  await s.pass();
+  const pool = only(s.live(), 'pool instance');
+  const epoch = await s.boot(pool.instanceId);
+  s.clock.nowMs += IDLE_STOP_MS;
+  await s.pass();
+  assert.equal(s.fake.instance(pool.instanceId)?.state, 'stopped');
+  await s.halt(pool.instanceId, epoch);
+  await s.want('b-1', 'beta');
+  await s.pass();
+  assert.equal(s.fake.instance(pool.instanceId)?.tags.get(PROJECT_TAG), undefined, 'left in the pool');
+  assert.equal(s.fake.callsOf('StartInstances').length, 0);
+  const launched = only(
+    s.live().filter((i) => i.tags.get(PROJECT_TAG) === 'beta'),
+    'instance launched for beta',
+  );
+  assert.deepEqual(await s.table.boundBuilders('beta', 'linux/amd64'), [launched.instanceId]);
+});
+
 // Lets a test act between two provider calls of one pass.
 class HookedFleet implements FleetProvider {
   readonly kind = 'ec2' as const;
