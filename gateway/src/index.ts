@@ -33,3 +33,24 @@ export {
   type FleetInstanceFacts,
   type InstanceLookup,
 } from './agentAdmission.js';
+export { OidcIssuerKeys, issuerUrlProblem, type OidcIssuerKeysOptions, type IssuerKey } from './oidc/oidcIssuerKeys.js';
+export {
+  validateTrustPolicies,
+  validateTrustPolicy,
+  trustPolicyProblems,
+  matchTrustPolicy,
+  claimPatternMatches,
+  SUBJECT_CLAIMS,
+  TOKEN_TTL_SEC_RANGE,
+  type TrustPolicy,
+  type TrustPolicyMatch,
+} from './oidc/trustPolicy.js';
+export {
+  OidcVerifier,
+  OIDC_ALGORITHMS,
+  MAX_OIDC_TOKEN_BYTES,
+  AUDIT_CLAIMS,
+  type OidcVerifierOptions,
+  type OidcIdentity,
+  type OidcAlgorithm,
+} from './oidc/oidcVerifier.js';

@@ -52,14 +52,20 @@ export class TestIssuer {
 
   /** Starts an issuer with the given TLS certificate (for 127.0.0.1) and key algorithm. */
   static async start(tls: { certPem: string; keyPem: string }, alg: TestAlgorithm = 'RS256'): Promise<TestIssuer> {
-    let issuer: TestIssuer | undefined;
-    const server = https.createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => issuer?.#onRequest(req, res));
+    // The server exists before the issuer (its URL needs the port), so requests find it through here.
+    const route: { to?: TestIssuer } = {};
+    const server = https.createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
+      if (route.to !== undefined) return route.to.#onRequest(req, res);
+      res.statusCode = 503;
+      res.end();
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
     });
     const { port } = server.address() as AddressInfo;
-    issuer = new TestIssuer(server, `https://127.0.0.1:${port}`, alg);
+    const issuer = new TestIssuer(server, `https://127.0.0.1:${port}`, alg);
+    route.to = issuer;
     for (const key of issuer.#published) key.publicJwk = await exportPublic(key, alg);
     return issuer;
   }
