@@ -26,6 +26,12 @@ export interface GatewayConfig {
   buildHeartbeatIntervalMs: number;
   buildTokenTtlSec: number;
   builderLeaseMs: number;
+  /** Without Redis: where projects, tokens and trust policies are kept (JSON, mode 0600); undefined: in memory only. */
+  identityFile: string | undefined;
+  /** Longest life of a project token issued through the admin API. */
+  maxTokenTtlSec: number;
+  /** How often revocations made through other replicas are picked up. */
+  revocationRefreshMs: number;
   /** Where other replicas reach this one; undefined: https://<listen address>. */
   internalUrl: string | undefined;
   /** CA bundle for other replicas' certificates; undefined: the system's. */
@@ -73,6 +79,9 @@ const FLAGS: Record<string, string> = {
   '--builder-lease-ms': 'SLIPWAY_BUILDER_LEASE_MS',
   '--internal-url': 'SLIPWAY_INTERNAL_URL',
   '--internal-ca': 'SLIPWAY_INTERNAL_CA',
+  '--identity-file': 'SLIPWAY_IDENTITY_FILE',
+  '--max-token-ttl-sec': 'SLIPWAY_MAX_TOKEN_TTL_SEC',
+  '--revocation-refresh-ms': 'SLIPWAY_REVOCATION_REFRESH_MS',
   '--fleet': 'SLIPWAY_FLEET',
   '--fleet-dry-run': 'SLIPWAY_FLEET_DRY_RUN',
   '--ec2-fleet-name': 'SLIPWAY_EC2_FLEET_NAME',
@@ -229,6 +238,9 @@ export function loadConfig(env: Env, argv: readonly string[] = []): GatewayConfi
   if (redis && !signingKeyPath) {
     problems.push('SLIPWAY_SIGNING_KEY is required with SLIPWAY_REDIS_URL: every replica must sign and verify build tokens with the same key');
   }
+  if (redis && e['SLIPWAY_IDENTITY_FILE']) {
+    problems.push('SLIPWAY_IDENTITY_FILE is for a gateway without Redis; with SLIPWAY_REDIS_URL projects and tokens live in Redis');
+  }
   const gatewayId = e['SLIPWAY_GATEWAY_ID'] || `${os.hostname()}-${process.pid}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/.test(gatewayId)) {
     problems.push(`SLIPWAY_GATEWAY_ID must be letters, digits and . _ : - (at most 63); got '${gatewayId.slice(0, 64)}'`);
@@ -261,6 +273,9 @@ export function loadConfig(env: Env, argv: readonly string[] = []): GatewayConfi
     builderLeaseMs: readInt(e, 'SLIPWAY_BUILDER_LEASE_MS', heartbeatTimeoutMs, 100, 3_600_000, problems),
     internalUrl: e['SLIPWAY_INTERNAL_URL'] ? readHttpsUrl(e, 'SLIPWAY_INTERNAL_URL', '--internal-url', problems).origin : undefined,
     internalCaPath: e['SLIPWAY_INTERNAL_CA'] || undefined,
+    identityFile: e['SLIPWAY_IDENTITY_FILE'] || undefined,
+    maxTokenTtlSec: readInt(e, 'SLIPWAY_MAX_TOKEN_TTL_SEC', 90 * 86_400, 60, 366 * 86_400, problems),
+    revocationRefreshMs: readInt(e, 'SLIPWAY_REVOCATION_REFRESH_MS', 2_000, 100, 600_000, problems),
     fleet: readFleet(e, redis, problems),
   };
   if (problems.length > 0) {

@@ -3,7 +3,9 @@ import { createLogger } from '@slipway/proto';
 import { loadConfig, GATEWAY_FLAGS } from './config.js';
 import { Gateway } from './gateway.js';
 import { TokenVerifier, loadVerificationKeys, parseBearer } from './tokenVerifier.js';
-import { TokenIssuer, generateSigningKey, loadSigningKey } from './tokenIssuer.js';
+import { TokenIssuer, generateSigningKey, loadSigningKeys } from './tokenIssuer.js';
+import { identityFromConfig } from './identity/identityFromConfig.js';
+import { ProjectAdmin } from './projectAdmin.js';
 import { routingTableFromConfig } from './routing/routingTableFromConfig.js';
 import { fleetFromConfig } from './fleet/fleetFromConfig.js';
 import { toGatewayError } from './gatewayError.js';
@@ -23,11 +25,20 @@ async function main(): Promise<void> {
   const log = createLogger('gateway', config.logLevel);
   // Build tokens are signed by the gateway itself; without a configured key (one replica, no
   // Redis) a fresh one is made up at start, and builds do not survive a restart anyway.
-  const signing = config.signingKeyPath ? await loadSigningKey(config.signingKeyPath) : generateSigningKey(`gateway-${config.gatewayId}`);
+  // The first key of the ring signs; all of them verify (rotation with overlap).
+  const ring = config.signingKeyPath ? await loadSigningKeys(config.signingKeyPath) : [generateSigningKey(`gateway-${config.gatewayId}`)];
   const jwks = await loadVerificationKeys(config.tokenJwksPath);
-  const keys = jwks.keys.some((k) => k.kid === signing.publicJwk.kid) ? jwks.keys : [...jwks.keys, signing.publicJwk];
-  const verifier = new TokenVerifier({ issuer: config.tokenIssuer, keys });
-  const buildTokenIssuer = new TokenIssuer({ issuer: config.tokenIssuer, privateJwk: signing.privateJwk });
+  const own = ring.map((k) => k.publicJwk).filter((k) => !jwks.keys.some((j) => j.kid === k.kid));
+  const verifier = new TokenVerifier({ issuer: config.tokenIssuer, keys: [...jwks.keys, ...own] });
+  const buildTokenIssuer = new TokenIssuer({ issuer: config.tokenIssuer, privateJwk: ring[0]!.privateJwk });
+  const identity = await identityFromConfig(config, log);
+  const admin = new ProjectAdmin({
+    store: identity.store,
+    issuer: buildTokenIssuer,
+    revocations: identity.revocations,
+    log,
+    maxTokenTtlSec: config.maxTokenTtlSec,
+  });
   const table = routingTableFromConfig(config);
   const fleet = fleetFromConfig(config, { table, log });
   const gateway = new Gateway({
@@ -47,6 +58,12 @@ async function main(): Promise<void> {
     internalUrl: config.internalUrl,
     internalCa: config.internalCaPath ? fs.readFileSync(config.internalCaPath) : undefined,
     canProvision: (platform) => fleet.canProvision(platform),
+    identity: {
+      admin,
+      revocations: identity.revocations,
+      verifyAdmin: (token) => verifier.verifyAdmin(token),
+      publicKeys: () => ring.map((k) => k.publicJwk),
+    },
     placement: {
       spillAfterMs: config.spillAfterMs,
       buildLeaseMs: config.buildLeaseMs,
@@ -68,6 +85,7 @@ async function main(): Promise<void> {
       .close()
       .catch((err: unknown) => log.warn('closing the fleet failed', { reason: toGatewayError(err).message }))
       .then(() => gateway.close(config.shutdownGraceMs))
+      .then(() => Promise.all([table.close(), identity.store.close()]))
       .then(
         () => process.exit(0),
         () => process.exit(1),
