@@ -49,6 +49,7 @@ const DEFAULTS = {
 // Real issuers publish a handful of keys; more than this is not a JWKS we want to hold.
 const MAX_KEYS = 100;
 const DISCOVERY_PATH = '/.well-known/openid-configuration';
+const MIN_RSA_BITS = 2048;
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 
 interface IssuerEntry {
@@ -351,11 +352,16 @@ function importKey(jwk: Record<string, unknown>, kid: string): IssuerKey | strin
   const kty = jwk['kty'];
   if (kty === 'EC' && jwk['crv'] !== 'P-256') return `it is an EC key on curve ${showClaim(jwk['crv'])}; only P-256 (ES256) is accepted`;
   if (kty !== 'EC' && kty !== 'RSA') return `its kty is ${showClaim(kty)}; only RSA (RS256) and EC P-256 (ES256) are accepted`;
+  let key: KeyObject;
   try {
-    return { kid, key: createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' }), alg };
+    key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
   } catch (err) {
     return `it is not a valid ${kty} public key (${(err as Error).message})`;
   }
+  // jose refuses shorter RSA keys at verification time; saying so here names the key, not the token.
+  const bits = key.asymmetricKeyDetails?.modulusLength;
+  if (kty === 'RSA' && (bits === undefined || bits < MIN_RSA_BITS)) return `it is a ${bits ?? 'unknown'}-bit RSA key; at least ${MIN_RSA_BITS} bits are required`;
+  return { kid, key, alg };
 }
 
 function upstream(issuer: string, message: string, cause?: unknown): GatewayError {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { exportJWK } from 'jose';
 import { makeTestPki, type TestPki } from '../../src/devPki.js';
 import { GatewayError, type GatewayErrorCode } from '../../src/gatewayError.js';
 import { issuerUrlProblem, OidcIssuerKeys, type OidcIssuerKeysOptions } from '../../src/oidc/oidcIssuerKeys.js';
@@ -143,6 +145,7 @@ describe('OidcIssuerKeys: discovery, cache and refetches', () => {
   });
 
   it('says why a kid present in the JWKS cannot be used', async () => {
+    const weakRsa = await exportJWK(generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey);
     issuer.answers.jwks = (_req, res) =>
       json(res, {
         keys: [
@@ -152,6 +155,7 @@ describe('OidcIssuerKeys: discovery, cache and refetches', () => {
           { kty: 'OKP', crv: 'Ed25519', kid: 'ed-1', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo' },
           { ...issuer.publicJwk, kid: 'twice' },
           { ...issuer.publicJwk, kid: 'twice' },
+          { ...weakRsa, kid: 'weak-1' },
         ],
       });
     const keys = keysFor();
@@ -160,6 +164,7 @@ describe('OidcIssuerKeys: discovery, cache and refetches', () => {
     await refused(keys.getKey(issuer.url, 'hmac-1'), 'UNAUTHENTICATED', /'hmac-1' that cannot be used: .*private or symmetric key material \('k'\)/);
     await refused(keys.getKey(issuer.url, 'ed-1'), 'UNAUTHENTICATED', /only RSA \(RS256\) and EC P-256 \(ES256\)/);
     await refused(keys.getKey(issuer.url, 'twice'), 'UNAUTHENTICATED', /more than one key with this kid/);
+    await refused(keys.getKey(issuer.url, 'weak-1'), 'UNAUTHENTICATED', /1024-bit RSA key; at least 2048 bits are required/);
   });
 });
 
