@@ -88,6 +88,7 @@ export class Agent extends EventEmitter<{ connected: [gatewayId: string]; discon
                 version: AGENT_VERSION,
                 ca,
                 connectTimeoutMs: config.connectTimeoutMs,
+                instanceIdentity: config.instanceIdentity,
               },
               heartbeatTimeoutMs: config.heartbeatTimeoutMs,
               reconnectBaseMs: config.reconnectBaseMs,

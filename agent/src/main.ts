@@ -1,7 +1,8 @@
 import { createLogger } from '@slipway/proto';
-import { loadConfig, agentUsage } from './config.js';
+import { loadConfig, agentUsage, applyInstanceIdentity } from './config.js';
 import { Agent } from './agent.js';
 import { toAgentError } from './agentError.js';
+import { fetchInstanceIdentity } from './instanceIdentity.js';
 
 const argv = process.argv.slice(2);
 if (argv.includes('--help') || argv.includes('-h')) {
@@ -11,6 +12,10 @@ if (argv.includes('--help') || argv.includes('-h')) {
 let config;
 try {
   config = loadConfig(process.env, argv);
+  // On EC2 the agent is what its signed instance identity document says it is.
+  if (config.identitySource === 'imds') {
+    config = applyInstanceIdentity(config, await fetchInstanceIdentity({ baseUrl: config.imdsUrl, timeoutMs: config.connectTimeoutMs }));
+  }
 } catch (err) {
   process.stderr.write(`slipway-agent: ${toAgentError(err).message}\n`);
   process.exit(2);

@@ -51,3 +51,4 @@ export * from './agentProcess.js';
 export * from './buildLifecycle.js';
 export * from './redisCluster.js';
 export * from './tcpBalancer.js';
+export * from './fakeImds.js';

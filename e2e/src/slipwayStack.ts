@@ -1,5 +1,5 @@
 import { createLogger, type Platform } from '@slipway/proto';
-import { Gateway, MemoryRoutingTable, TokenIssuer, TokenVerifier, makeTestPki, parseBearer, type RoutingTable, type TestPki } from '@slipway/gateway';
+import { Gateway, type GatewayOptions, MemoryRoutingTable, TokenIssuer, TokenVerifier, makeTestPki, parseBearer, type RoutingTable, type TestPki } from '@slipway/gateway';
 import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
@@ -26,6 +26,8 @@ export interface StackOptions {
   /** Test PKI to share between replicas (same CA and token keys). */
   pki?: TestPki;
   gatewayId?: string;
+  /** Instance identity checks for agents (default: admitted on their join token). */
+  admission?: GatewayOptions['admission'];
   spillAfterMs?: number;
   builderLeaseMs?: number;
   buildLeaseMs?: number;
@@ -77,6 +79,7 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
       table,
       buildTokenIssuer: issuer,
       internalCa: Buffer.from(pki.caCertPem),
+      admission: options.admission,
       canProvision: options.canProvision,
       placement: {
         spillAfterMs: options.spillAfterMs ?? 2_000,

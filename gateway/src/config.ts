@@ -32,6 +32,12 @@ export interface GatewayConfig {
   maxTokenTtlSec: number;
   /** How often revocations made through other replicas are picked up. */
   revocationRefreshMs: number;
+  /** JSON file {region: PEM or [PEM]} of AWS's RSA certificates for instance identity documents. */
+  instanceIdentityCertsPath: string | undefined;
+  /** AWS accounts builder instances may belong to. */
+  awsAccounts: string[];
+  /** Refuse agents without a verified instance identity (default: with the ec2 fleet). */
+  requireInstanceIdentity: boolean;
   /** Where other replicas reach this one; undefined: https://<listen address>. */
   internalUrl: string | undefined;
   /** CA bundle for other replicas' certificates; undefined: the system's. */
@@ -82,6 +88,9 @@ const FLAGS: Record<string, string> = {
   '--identity-file': 'SLIPWAY_IDENTITY_FILE',
   '--max-token-ttl-sec': 'SLIPWAY_MAX_TOKEN_TTL_SEC',
   '--revocation-refresh-ms': 'SLIPWAY_REVOCATION_REFRESH_MS',
+  '--instance-identity-certs': 'SLIPWAY_INSTANCE_IDENTITY_CERTS',
+  '--aws-accounts': 'SLIPWAY_AWS_ACCOUNTS',
+  '--require-instance-identity': 'SLIPWAY_REQUIRE_INSTANCE_IDENTITY',
   '--fleet': 'SLIPWAY_FLEET',
   '--fleet-dry-run': 'SLIPWAY_FLEET_DRY_RUN',
   '--ec2-fleet-name': 'SLIPWAY_EC2_FLEET_NAME',
@@ -219,7 +228,7 @@ function readFleet(e: Env, redis: GatewayConfig['redis'], problems: string[]): F
 
 export function loadConfig(env: Env, argv: readonly string[] = []): GatewayConfig {
   const problems: string[] = [];
-  const e = mergeFlags(env, argv, FLAGS, problems, { boolean: new Set(['--redis-cluster', '--fleet-dry-run']) });
+  const e = mergeFlags(env, argv, FLAGS, problems, { boolean: new Set(['--require-instance-identity', '--redis-cluster', '--fleet-dry-run']) });
   const required = (name: string): string => {
     const value = e[name];
     if (value === undefined || value === '') problems.push(`${name} is required`);
@@ -240,6 +249,20 @@ export function loadConfig(env: Env, argv: readonly string[] = []): GatewayConfi
   }
   if (redis && e['SLIPWAY_IDENTITY_FILE']) {
     problems.push('SLIPWAY_IDENTITY_FILE is for a gateway without Redis; with SLIPWAY_REDIS_URL projects and tokens live in Redis');
+  }
+  const fleetKind = e['SLIPWAY_FLEET'] === 'ec2' ? 'ec2' : 'local';
+  const requireInstanceIdentity = readBool(e, 'SLIPWAY_REQUIRE_INSTANCE_IDENTITY', fleetKind === 'ec2', problems);
+  if (requireInstanceIdentity && !e['SLIPWAY_INSTANCE_IDENTITY_CERTS']) {
+    problems.push(
+      'SLIPWAY_INSTANCE_IDENTITY_CERTS is required when agents must prove their EC2 instance (SLIPWAY_FLEET=ec2 or SLIPWAY_REQUIRE_INSTANCE_IDENTITY); ' +
+        'set SLIPWAY_REQUIRE_INSTANCE_IDENTITY=false to admit agents on their join token alone',
+    );
+  }
+  const awsAccounts = (e['SLIPWAY_AWS_ACCOUNTS'] ?? '').split(',').map((a) => a.trim()).filter(Boolean);
+  const badAccounts = awsAccounts.filter((a) => !/^\d{12}$/.test(a));
+  if (badAccounts.length > 0) problems.push(`SLIPWAY_AWS_ACCOUNTS must be 12-digit account ids; got ${badAccounts.map((a) => `'${a.slice(0, 20)}'`).join(', ')}`);
+  if (e['SLIPWAY_INSTANCE_IDENTITY_CERTS'] && awsAccounts.length === 0) {
+    problems.push('SLIPWAY_AWS_ACCOUNTS is required with SLIPWAY_INSTANCE_IDENTITY_CERTS: the accounts your builder instances run in');
   }
   const gatewayId = e['SLIPWAY_GATEWAY_ID'] || `${os.hostname()}-${process.pid}`;
   if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/.test(gatewayId)) {
@@ -274,6 +297,9 @@ export function loadConfig(env: Env, argv: readonly string[] = []): GatewayConfi
     internalUrl: e['SLIPWAY_INTERNAL_URL'] ? readHttpsUrl(e, 'SLIPWAY_INTERNAL_URL', '--internal-url', problems).origin : undefined,
     internalCaPath: e['SLIPWAY_INTERNAL_CA'] || undefined,
     identityFile: e['SLIPWAY_IDENTITY_FILE'] || undefined,
+    instanceIdentityCertsPath: e['SLIPWAY_INSTANCE_IDENTITY_CERTS'] || undefined,
+    awsAccounts,
+    requireInstanceIdentity,
     maxTokenTtlSec: readInt(e, 'SLIPWAY_MAX_TOKEN_TTL_SEC', 90 * 86_400, 60, 366 * 86_400, problems),
     revocationRefreshMs: readInt(e, 'SLIPWAY_REVOCATION_REFRESH_MS', 2_000, 100, 600_000, problems),
     fleet: readFleet(e, redis, problems),

@@ -38,6 +38,7 @@ import { registerAdminApi } from './adminApi.js';
 import type { ProjectAdmin } from './projectAdmin.js';
 import type { RevocationList } from './identity/revocationList.js';
 import type { JWK } from 'jose';
+import type { AgentAdmission } from './agentAdmission.js';
 
 export interface GatewayOptions {
   gatewayId: string;
@@ -67,6 +68,8 @@ export interface GatewayOptions {
     verifyAdmin: (token: string) => Promise<{ subject: string }>;
     publicKeys: () => JWK[];
   };
+  /** Checks an agent's instance identity against the fleet; without it agents are admitted on their join token. */
+  admission?: AgentAdmission;
   /** Whether the fleet can bring up builders of a platform on demand; default: it cannot (local agents). */
   canProvision?: (platform: Platform) => boolean;
 }
@@ -354,6 +357,18 @@ export class Gateway {
     if (!isPlatform(platform)) {
       throw new GatewayError('UNKNOWN_PLATFORM', `header ${Header.agentPlatform} is '${platform.slice(0, 64)}'; expected linux/amd64 or linux/arm64`);
     }
+    const single = (name: string): string | undefined => {
+      const v = req.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    const admitted = this.options.admission
+      ? await this.options.admission.admit({
+          token: identity,
+          platform,
+          instanceDocument: single(Header.instanceDocument),
+          instanceSignature: single(Header.instanceSignature),
+        })
+      : undefined;
     // HTTP/2 must not take the socket over while the 101 is still being written: its native
     // session would receive the completion of a write it never made (and Node aborts).
     await new Promise<void>((resolve, reject) =>
@@ -376,6 +391,13 @@ export class Gateway {
     });
     try {
       await link.start(platform);
+      // The instance id that counts is the one the signed document proved, not what Describe says.
+      if (admitted?.instanceId !== undefined) {
+        if (link.instanceId !== undefined && link.instanceId !== admitted.instanceId) {
+          throw new GatewayError('FORBIDDEN', `agent ${identity.agentId} describes instance ${link.instanceId} but its identity document is for ${admitted.instanceId}`);
+        }
+        link.instanceId = admitted.instanceId;
+      }
     } catch (err) {
       const error = toGatewayError(err);
       link.close(error);

@@ -6,6 +6,9 @@ import { TokenVerifier, loadVerificationKeys, parseBearer } from './tokenVerifie
 import { TokenIssuer, generateSigningKey, loadSigningKeys } from './tokenIssuer.js';
 import { identityFromConfig } from './identity/identityFromConfig.js';
 import { ProjectAdmin } from './projectAdmin.js';
+import { InstanceIdentityVerifier } from './instanceIdentityVerifier.js';
+import { AgentAdmission } from './agentAdmission.js';
+import { GatewayError } from './gatewayError.js';
 import { routingTableFromConfig } from './routing/routingTableFromConfig.js';
 import { fleetFromConfig } from './fleet/fleetFromConfig.js';
 import { toGatewayError } from './gatewayError.js';
@@ -41,6 +44,13 @@ async function main(): Promise<void> {
   });
   const table = routingTableFromConfig(config);
   const fleet = fleetFromConfig(config, { table, log });
+  const admission = new AgentAdmission({
+    verifier: config.instanceIdentityCertsPath
+      ? new InstanceIdentityVerifier({ certificates: readCertificates(config.instanceIdentityCertsPath), allowedAccounts: config.awsAccounts })
+      : undefined,
+    lookupInstance: (instanceId) => fleet.lookupInstance(instanceId),
+    requireInstanceIdentity: config.requireInstanceIdentity,
+  });
   const gateway = new Gateway({
     gatewayId: config.gatewayId,
     host: config.listenHost,
@@ -58,6 +68,7 @@ async function main(): Promise<void> {
     internalUrl: config.internalUrl,
     internalCa: config.internalCaPath ? fs.readFileSync(config.internalCaPath) : undefined,
     canProvision: (platform) => fleet.canProvision(platform),
+    admission,
     identity: {
       admin,
       revocations: identity.revocations,
@@ -93,6 +104,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+function readCertificates(path: string): Record<string, string | string[]> {
+  try {
+    return JSON.parse(fs.readFileSync(path, 'utf8')) as Record<string, string | string[]>;
+  } catch (err) {
+    throw new GatewayError('CONFIG_INVALID', `SLIPWAY_INSTANCE_IDENTITY_CERTS ${path}: expected JSON {"<region>": "<PEM>" or ["<PEM>", ...]}: ${(err as Error).message}`);
+  }
 }
 
 main().catch((err: unknown) => {

@@ -6,6 +6,8 @@ import { Ec2FleetProvider, type Ec2FleetProviderOptions } from './ec2FleetProvid
 import { FleetReconciler } from './fleetReconciler.js';
 import { LeaderElection } from './leaderElection.js';
 import { LocalFleetProvider } from './localFleetProvider.js';
+import type { FleetInstanceFacts } from '../agentAdmission.js';
+import type { FleetInstance } from './fleetProvider.js';
 
 /** The builder fleet as the gateway program runs it. */
 export interface FleetRuntime {
@@ -16,7 +18,14 @@ export interface FleetRuntime {
   start(metrics: Pick<GatewayMetrics, 'builderStarts' | 'fleetActions'>): Promise<void>;
   /** Stops reconciling and resigns the leadership, so another replica takes over at once. */
   close(): Promise<void>;
+  /** What the fleet knows of an instance, for admitting the agent that claims to run on it. */
+  lookupInstance(instanceId: string): Promise<FleetInstanceFacts | undefined>;
 }
+
+// The instance list changes when the fleet launches: a miss refetches, but not more than once per
+// second, so agents presenting unknown ids cannot turn into a stream of DescribeInstances calls.
+const INSTANCE_LIST_MAX_AGE_MS = 5_000;
+const INSTANCE_MISS_REFETCH_MS = 1_000;
 
 export interface FleetDeps {
   table: RoutingTable;
@@ -43,6 +52,7 @@ export function fleetFromConfig(config: Pick<GatewayConfig, 'fleet' | 'gatewayId
       canProvision: (platform) => local.canProvision(platform),
       start: async () => {},
       close: async () => {},
+      lookupInstance: async () => undefined,
     };
   }
   const provider = new Ec2FleetProvider(ec2, { credentials: deps.credentials });
@@ -53,6 +63,19 @@ export function fleetFromConfig(config: Pick<GatewayConfig, 'fleet' | 'gatewayId
   const ttlMs = fleetLeaderTtlMs(settings.reconcileIntervalMs);
   const election = new LeaderElection({ table: deps.table, name: leadershipName, holderId: config.gatewayId, ttlMs, log: deps.log });
   let reconciler: FleetReconciler | undefined;
+  let instances: { at: number; list: Promise<FleetInstance[]> } | undefined;
+  const listed = (maxAgeMs: number): Promise<FleetInstance[]> => {
+    const nowMs = Date.now();
+    if (!instances || nowMs - instances.at > maxAgeMs) {
+      const list = provider.list();
+      instances = { at: nowMs, list };
+      list.catch(() => {
+        if (instances?.list === list) instances = undefined;
+      });
+    }
+    return instances.list;
+  };
+  const facts = (i: FleetInstance): FleetInstanceFacts => ({ fleet: ec2.fleetName, platform: i.platform, project: i.project, state: i.state, region: ec2.region });
   return {
     kind: 'ec2',
     canProvision: (platform) => platforms.includes(platform),
@@ -77,6 +100,12 @@ export function fleetFromConfig(config: Pick<GatewayConfig, 'fleet' | 'gatewayId
       await election.start();
       reconciler.start();
       deps.log.info('fleet started', { fleet: ec2.fleetName, platforms: platforms.join(','), dryRun: ec2.dryRun, leaderTtlMs: ttlMs });
+    },
+    async lookupInstance(instanceId) {
+      const hit = (await listed(INSTANCE_LIST_MAX_AGE_MS)).find((i) => i.instanceId === instanceId);
+      if (hit) return facts(hit);
+      const fresh = (await listed(INSTANCE_MISS_REFETCH_MS)).find((i) => i.instanceId === instanceId);
+      return fresh && facts(fresh);
     },
     async close() {
       await reconciler?.close();
