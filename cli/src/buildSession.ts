@@ -4,8 +4,8 @@ import { callGatewayApi, type ApiCarrier } from './gatewayApi.js';
 
 export interface BuildSessionOptions {
   api: ApiCarrier;
-  /** The project token: it creates builds; everything after uses the build token. */
-  projectToken: string;
+  /** The project token (asked for each time: it may be short-lived); it creates builds, everything after uses the build token. */
+  projectToken: () => Promise<string>;
   log: Logger;
   /** Give up on a builder that is not free within this long. */
   acquireTimeoutMs: number;
@@ -115,14 +115,16 @@ export class BuildSession {
 
   private ensureBuild(): Promise<CreatedBuild> {
     if (!this.build) {
-      const creating = callGatewayApi<CreatedBuild>(this.options.api, {
-        method: 'POST',
-        path: '/v1/builds',
-        token: this.options.projectToken,
-        // Platforms are acquired one by one as streams ask; the list is informative.
-        body: { platforms: ['linux/amd64', 'linux/arm64'] },
-        timeoutMs: this.options.requestTimeoutMs,
-      });
+      const creating = this.options.projectToken().then((projectToken) =>
+        callGatewayApi<CreatedBuild>(this.options.api, {
+          method: 'POST',
+          path: '/v1/builds',
+          token: projectToken,
+          // Platforms are acquired one by one as streams ask; the list is informative.
+          body: { platforms: ['linux/amd64', 'linux/arm64'] },
+          timeoutMs: this.options.requestTimeoutMs,
+        }),
+      );
       this.build = creating;
       creating.then(
         (b) => {

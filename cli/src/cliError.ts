@@ -11,6 +11,11 @@ export const CliErrorCodes = [
   'AGENT_LOST',
   'NO_AGENT',
   'BUILD_ENDED',
+  'INVALID_REQUEST',
+  'NOT_FOUND',
+  'CONFLICT',
+  'RATE_LIMITED',
+  'ISSUER_UNAVAILABLE',
   'INTERNAL',
 ] as const;
 export type CliErrorCode = (typeof CliErrorCodes)[number];
@@ -51,6 +56,12 @@ export function toCliError(err: unknown): CliError {
 //    11   AGENT_LOST           the build agent went away mid-build
 //    12   NO_AGENT             no builder for the requested platform (none free in time)
 //    13   BUILD_ENDED          the gateway ended the build (finished, cancelled or expired)
+//    14   INVALID_REQUEST      the gateway refused what was asked (its message names every problem)
+//    15   NOT_FOUND            no such project, token or trust policy
+//    16   CONFLICT             it already exists (a project, a trust policy id)
+//    17   RATE_LIMITED         the gateway asks to slow down; retrying later can succeed
+//    18   ISSUER_UNAVAILABLE   the gateway could not check the CI's OIDC token with its issuer;
+//                              retrying later can succeed
 //    70   INTERNAL             a bug in the CLI (70 = EX_SOFTWARE from sysexits.h)
 //
 // Codes stay below 64 except INTERNAL, and well clear of 126..165, which shells use for
@@ -68,6 +79,11 @@ const exitCodes: Readonly<Record<CliErrorCode, number>> = {
   AGENT_LOST: 11,
   NO_AGENT: 12,
   BUILD_ENDED: 13,
+  INVALID_REQUEST: 14,
+  NOT_FOUND: 15,
+  CONFLICT: 16,
+  RATE_LIMITED: 17,
+  ISSUER_UNAVAILABLE: 18,
   INTERNAL: 70,
 };
 

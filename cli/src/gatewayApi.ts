@@ -8,11 +8,17 @@ const MAX_RESPONSE_BYTES = 1024 * 1024;
 const MAX_HEAD_BYTES = 64 * 1024;
 
 export interface ApiCall {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   path: string;
-  token: string;
+  /** Sent as a bearer token; absent for calls that authenticate otherwise (the OIDC exchange). */
+  token: string | undefined;
   body?: unknown;
   timeoutMs: number;
+  /**
+   * CLI codes for the gateway's error codes where this call means something more precise than
+   * the tunnel's reading (for the admin API a NOT_FOUND is a missing project, not a refused tunnel).
+   */
+  codes?: Readonly<Partial<Record<string, CliErrorCode>>>;
 }
 
 // Where API calls travel: the tunnel client's HTTP/2 session when there is one, else a fresh
@@ -21,7 +27,7 @@ export interface ApiCarrier {
   carrier(): Promise<ClientHttp2Session | (() => Promise<tls.TLSSocket>)>;
 }
 
-function apiError(status: number, text: string, what: string): CliError {
+function apiError(status: number, text: string, what: string, codes: ApiCall['codes']): CliError {
   let wire: string | undefined;
   let message = text.slice(0, 500);
   try {
@@ -31,17 +37,39 @@ function apiError(status: number, text: string, what: string): CliError {
   } catch {
     // Not ours: a proxy or load balancer answered. Say what arrived.
   }
-  const code: CliErrorCode = status === 404 && wire === undefined ? 'TUNNEL_REFUSED' : cliCodeOf(wire, false);
-  return new CliError(code, `${what}: the gateway answered HTTP ${status}${wire ? ` ${wire}` : ''}: ${message}`);
+  const code: CliErrorCode =
+    (wire !== undefined ? codes?.[wire] : undefined) ??
+    (wire === 'RATE_LIMITED' ? 'RATE_LIMITED' : status === 404 && wire === undefined ? 'TUNNEL_REFUSED' : cliCodeOf(wire, false));
+  return new CliError(code, `${what}: the gateway answered HTTP ${status}${wire ? ` ${wire}` : ''}: ${message}`, { cause: new GatewayAnswer(status, wire, message) });
 }
 
-/** One JSON call to the gateway's API; resolves with the parsed body of a 2xx answer. */
+/** What the gateway said, kept as the cause of a CliError for callers that reword it. */
+export class GatewayAnswer extends Error {
+  override readonly name = 'GatewayAnswer';
+
+  constructor(
+    readonly status: number,
+    readonly wireCode: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The gateway's own answer behind an error from callGatewayApi, if that is what it was. */
+export function gatewayAnswerOf(err: unknown): GatewayAnswer | undefined {
+  const cause = err instanceof Error ? err.cause : undefined;
+  return cause instanceof GatewayAnswer ? cause : undefined;
+}
+
+/** One JSON call to the gateway's API; resolves with the parsed body of a 2xx answer (undefined when it has none, as 204 does). */
 export async function callGatewayApi<T>(carrier: ApiCarrier, call: ApiCall): Promise<T> {
   const what = `${call.method} ${call.path}`;
   const payload = call.body === undefined ? undefined : Buffer.from(JSON.stringify(call.body));
   const via = await carrier.carrier();
   const { status, text } = typeof via === 'function' ? await overHttp1(await via(), call, payload) : await overHttp2(via, call, payload);
-  if (status < 200 || status > 299) throw apiError(status, text, what);
+  if (status < 200 || status > 299) throw apiError(status, text, what, call.codes);
+  if (text === '') return undefined as T;
   try {
     return JSON.parse(text) as T;
   } catch {
@@ -51,7 +79,8 @@ export async function callGatewayApi<T>(carrier: ApiCarrier, call: ApiCall): Pro
 
 function overHttp2(session: ClientHttp2Session, call: ApiCall, payload: Buffer | undefined): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const headers: http2.OutgoingHttpHeaders = { ':method': call.method, ':path': call.path, authorization: `Bearer ${call.token}`, accept: 'application/json' };
+    const headers: http2.OutgoingHttpHeaders = { ':method': call.method, ':path': call.path, accept: 'application/json' };
+    if (call.token !== undefined) headers['authorization'] = `Bearer ${call.token}`;
     if (payload) headers['content-type'] = 'application/json';
     const req = session.request(headers, { endStream: payload === undefined });
     const chunks: Buffer[] = [];
@@ -93,7 +122,9 @@ async function overHttp1(socket: tls.TLSSocket, call: ApiCall, payload: Buffer |
   try {
     const host = socket.servername || 'gateway';
     socket.write(
-      `${call.method} ${call.path} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${call.token}\r\nAccept: application/json\r\n` +
+      `${call.method} ${call.path} HTTP/1.1\r\nHost: ${host}\r\n` +
+        (call.token !== undefined ? `Authorization: Bearer ${call.token}\r\n` : '') +
+        'Accept: application/json\r\n' +
         (payload ? `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n` : 'Content-Length: 0\r\n') +
         'Connection: close\r\n\r\n',
     );
