@@ -1,8 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
-import { toGatewayError, wireCodeOf } from './gatewayError.js';
+import { GatewayError, toGatewayError, wireCodeOf } from './gatewayError.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { ProjectAdmin } from './projectAdmin.js';
+import type { AbuseGuard } from './abuseGuard.js';
+import type { OidcExchange } from './oidcExchange.js';
 
 export interface AdminApiOptions {
   admin: ProjectAdmin;
@@ -11,12 +13,16 @@ export interface AdminApiOptions {
   /** Public halves of the keys this gateway signs with (published at /.well-known/jwks.json). */
   publicKeys: () => JWK[];
   metrics: GatewayMetrics;
+  guard: AbuseGuard;
+  /** The CI OIDC exchange, when this gateway trusts CI identities. */
+  oidc?: OidcExchange;
 }
 
 type Name = { Params: { name: string } };
 
 // The admin API (admin tokens, audience `slipway-admin`), and the gateway's public keys:
 //   GET    /.well-known/jwks.json
+//   POST   /v1/oidc/exchange                       {project, token} (a CI OIDC token) -> a short-lived project token
 //   POST   /v1/admin/projects                      {name, isolateUntrusted?}
 //   GET    /v1/admin/projects
 //   DELETE /v1/admin/projects/:name                revokes its tokens, drops its trust policies
@@ -31,7 +37,12 @@ export function registerAdminApi(app: FastifyInstance, options: AdminApiOptions)
   const { admin } = options;
   const who = async (req: FastifyRequest): Promise<string> => {
     try {
-      return (await options.verifyAdmin(options.parseBearer(req.headers.authorization))).subject;
+      const admin = await options.guard.authenticate(
+        { path: 'admin', source: req.socket.remoteAddress, transport: 'https' },
+        () => options.verifyAdmin(options.parseBearer(req.headers.authorization)),
+        (a) => ({ subject: a.subject }),
+      );
+      return admin.subject;
     } catch (err) {
       options.metrics.authFailures.inc({ path: 'admin', transport: 'https', code: wireCodeOf(toGatewayError(err).code) });
       throw err;
@@ -39,6 +50,19 @@ export function registerAdminApi(app: FastifyInstance, options: AdminApiOptions)
   };
 
   app.get('/.well-known/jwks.json', async (_req, reply) => reply.header('cache-control', 'public, max-age=300').send({ keys: options.publicKeys() }));
+
+  // A CI job's OIDC token for a short-lived project token; the CI token is the credential.
+  app.post('/v1/oidc/exchange', async (req, reply) => {
+    const oidc = options.oidc;
+    if (!oidc) throw new GatewayError('NOT_FOUND', 'this gateway does not exchange CI identities');
+    const exchanged = await options.guard.authenticate(
+      { path: 'oidc', source: req.socket.remoteAddress, transport: 'https' },
+      () => oidc.exchange(req.body),
+      (x) => ({ subject: x.subject, project: x.project }),
+    );
+    const { subject: _subject, policyId: _policyId, ...answer } = exchanged;
+    return reply.code(201).send(answer);
+  });
 
   app.post('/v1/admin/projects', async (req, reply) => {
     await who(req);

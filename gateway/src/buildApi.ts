@@ -5,6 +5,7 @@ import type { Authenticator, ClientIdentity } from './authenticator.js';
 import type { BuildService } from './buildService.js';
 import type { GatewayMetrics } from './metrics.js';
 import { BUILD_ID_PATTERN } from './tokenClaims.js';
+import type { AbuseGuard } from './abuseGuard.js';
 
 export interface BuildApiOptions {
   builds: BuildService;
@@ -12,6 +13,7 @@ export interface BuildApiOptions {
   parseBearer: (header: string | undefined) => string;
   metrics: GatewayMetrics;
   log: Logger;
+  guard: AbuseGuard;
 }
 
 type IdParams = { Params: { id: string } };
@@ -28,7 +30,11 @@ export function registerBuildApi(app: FastifyInstance, options: BuildApiOptions)
   const { builds } = options;
   const identify = async (req: FastifyRequest): Promise<ClientIdentity> => {
     try {
-      return await options.auth.verifyClient(options.parseBearer(req.headers.authorization));
+      return await options.guard.authenticate(
+        { path: 'builds', source: req.socket.remoteAddress, transport: 'https' },
+        () => options.auth.verifyClient(options.parseBearer(req.headers.authorization)),
+        (id) => ({ subject: id.subject, project: id.project, tokenId: id.tokenId }),
+      );
     } catch (err) {
       const error = toGatewayError(err);
       options.metrics.authFailures.inc({ path: 'builds', transport: 'https', code: wireCodeOf(error.code) });
@@ -57,6 +63,7 @@ export function registerBuildApi(app: FastifyInstance, options: BuildApiOptions)
           ? new GatewayError('BAD_REQUEST', (err as Error).message)
           : toGatewayError(err);
     const code = wireCodeOf(error.code);
+    if (code === 'RATE_LIMITED') void reply.header('retry-after', '1');
     if (code === 'INTERNAL') options.log.error('build API failed', { reason: error.message });
     return reply.code(WireErrorHttpStatus[code]).send({ error: { code, message: error.message } });
   });

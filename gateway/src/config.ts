@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { mergeFlags, readInt, readBool, readEnum, readHttpsUrl, parseHostPort, LogLevels, type Env, type LogLevel } from '@slipway/proto';
 import { GatewayError } from './gatewayError.js';
+import { DEFAULT_ABUSE_LIMITS, type AbuseLimits, type RateFigures } from './abuseGuard.js';
 import { readEc2FleetConfig, type Ec2FleetConfig } from './fleet/ec2FleetConfig.js';
 
 export interface GatewayConfig {
@@ -32,6 +33,13 @@ export interface GatewayConfig {
   maxTokenTtlSec: number;
   /** How often revocations made through other replicas are picked up. */
   revocationRefreshMs: number;
+  /** Extra CA bundle for CI OIDC issuers' HTTPS (discovery and JWKS). */
+  oidcCaPath: string | undefined;
+  /** Life of a project token exchanged for a CI OIDC token, unless the trust policy says otherwise. */
+  oidcTokenTtlSec: number;
+  /** File the audit log of authentication decisions is appended to; undefined: standard error. */
+  auditLogPath: string | undefined;
+  limits: AbuseLimits;
   /** JSON file {region: PEM or [PEM]} of AWS's RSA certificates for instance identity documents. */
   instanceIdentityCertsPath: string | undefined;
   /** AWS accounts builder instances may belong to. */
@@ -91,6 +99,13 @@ const FLAGS: Record<string, string> = {
   '--instance-identity-certs': 'SLIPWAY_INSTANCE_IDENTITY_CERTS',
   '--aws-accounts': 'SLIPWAY_AWS_ACCOUNTS',
   '--require-instance-identity': 'SLIPWAY_REQUIRE_INSTANCE_IDENTITY',
+  '--oidc-ca': 'SLIPWAY_OIDC_CA',
+  '--oidc-token-ttl-sec': 'SLIPWAY_OIDC_TOKEN_TTL_SEC',
+  '--audit-log': 'SLIPWAY_AUDIT_LOG',
+  '--rate-auth-per-address': 'SLIPWAY_RATE_AUTH_PER_ADDRESS',
+  '--rate-opens-per-token': 'SLIPWAY_RATE_OPENS_PER_TOKEN',
+  '--rate-opens-per-address': 'SLIPWAY_RATE_OPENS_PER_ADDRESS',
+  '--max-streams-per-token': 'SLIPWAY_MAX_STREAMS_PER_TOKEN',
   '--fleet': 'SLIPWAY_FLEET',
   '--fleet-dry-run': 'SLIPWAY_FLEET_DRY_RUN',
   '--ec2-fleet-name': 'SLIPWAY_EC2_FLEET_NAME',
@@ -112,6 +127,18 @@ const FLAGS: Record<string, string> = {
 };
 
 export const GATEWAY_FLAGS: Readonly<Record<string, string>> = FLAGS;
+
+// A rate as BURST/PER_SECOND, e.g. 200/50: up to 200 at once, refilled at 50 per second.
+function readRate(e: Record<string, string | undefined>, name: string, fallback: RateFigures, problems: string[]): RateFigures {
+  const raw = e[name];
+  if (raw === undefined || raw === '') return fallback;
+  const m = /^(\d+)\/(\d+(?:\.\d+)?)$/.exec(raw.trim());
+  if (!m || Number(m[1]) < 1 || Number(m[2]) <= 0) {
+    problems.push(`${name} must be BURST/PER_SECOND with positive numbers, e.g. ${fallback.capacity}/${fallback.refillPerSec}; got '${raw.slice(0, 40)}'`);
+    return fallback;
+  }
+  return { capacity: Number(m[1]), refillPerSec: Number(m[2]) };
+}
 
 function readRedis(e: Record<string, string | undefined>, problems: string[]): GatewayConfig['redis'] {
   const url = e['SLIPWAY_REDIS_URL'];
@@ -297,6 +324,16 @@ export function loadConfig(env: Env, argv: readonly string[] = []): GatewayConfi
     internalUrl: e['SLIPWAY_INTERNAL_URL'] ? readHttpsUrl(e, 'SLIPWAY_INTERNAL_URL', '--internal-url', problems).origin : undefined,
     internalCaPath: e['SLIPWAY_INTERNAL_CA'] || undefined,
     identityFile: e['SLIPWAY_IDENTITY_FILE'] || undefined,
+    oidcCaPath: e['SLIPWAY_OIDC_CA'] || undefined,
+    oidcTokenTtlSec: readInt(e, 'SLIPWAY_OIDC_TOKEN_TTL_SEC', 900, 60, 43_200, problems),
+    auditLogPath: e['SLIPWAY_AUDIT_LOG'] || undefined,
+    limits: {
+      authPerAddress: readRate(e, 'SLIPWAY_RATE_AUTH_PER_ADDRESS', DEFAULT_ABUSE_LIMITS.authPerAddress, problems),
+      opensPerToken: readRate(e, 'SLIPWAY_RATE_OPENS_PER_TOKEN', DEFAULT_ABUSE_LIMITS.opensPerToken, problems),
+      opensPerAddress: readRate(e, 'SLIPWAY_RATE_OPENS_PER_ADDRESS', DEFAULT_ABUSE_LIMITS.opensPerAddress, problems),
+      maxStreamsPerToken: readInt(e, 'SLIPWAY_MAX_STREAMS_PER_TOKEN', DEFAULT_ABUSE_LIMITS.maxStreamsPerToken, 1, 1_000_000, problems),
+      maxKeys: DEFAULT_ABUSE_LIMITS.maxKeys,
+    },
     instanceIdentityCertsPath: e['SLIPWAY_INSTANCE_IDENTITY_CERTS'] || undefined,
     awsAccounts,
     requireInstanceIdentity,

@@ -39,6 +39,9 @@ import type { ProjectAdmin } from './projectAdmin.js';
 import type { RevocationList } from './identity/revocationList.js';
 import type { JWK } from 'jose';
 import type { AgentAdmission } from './agentAdmission.js';
+import { AbuseGuard, DEFAULT_ABUSE_LIMITS, type AbuseLimits } from './abuseGuard.js';
+import { AuditLog } from './auditLog.js';
+import type { OidcExchange } from './oidcExchange.js';
 
 export interface GatewayOptions {
   gatewayId: string;
@@ -67,7 +70,12 @@ export interface GatewayOptions {
     revocations: RevocationList;
     verifyAdmin: (token: string) => Promise<{ subject: string }>;
     publicKeys: () => JWK[];
+    oidc?: OidcExchange;
   };
+  /** Rate limits and stream quotas (default DEFAULT_ABUSE_LIMITS). */
+  limits?: AbuseLimits;
+  /** Receives the audit log of authentication decisions, one JSON line each (default: discarded). */
+  auditSink?: (line: string) => void;
   /** Checks an agent's instance identity against the fleet; without it agents are admitted on their join token. */
   admission?: AgentAdmission;
   /** Whether the fleet can bring up builders of a platform on demand; default: it cannot (local agents). */
@@ -112,6 +120,7 @@ export class Gateway {
   readonly metrics: GatewayMetrics;
   readonly builds: BuildService;
   private readonly registry: BuilderRegistry;
+  readonly guard: AbuseGuard;
   private forwarder: ReplicaForwarder | undefined;
   private readonly tunnels: TunnelService;
   private readonly app: FastifyInstance;
@@ -135,6 +144,7 @@ export class Gateway {
       },
       () => this.tunnels.activeByPlatform(),
     );
+    this.guard = new AbuseGuard(options.limits ?? DEFAULT_ABUSE_LIMITS, new AuditLog({ write: options.auditSink ?? (() => {}) }));
     const revocations = options.identity?.revocations;
     const clientAuth = new VerifiedTokenCache(options.auth, {
       maxEntries: 4096,
@@ -159,10 +169,10 @@ export class Gateway {
       renewIntervalMs: Math.max(50, Math.floor(options.placement.builderLeaseMs / 3)),
       log: options.log,
     });
-    this.tunnels = new TunnelService(clientAuth, this.pool, this.builds, (agentId, request) => this.forwarder?.target(agentId, request.platform, request.authorization) ?? Promise.resolve(undefined), this.metrics, options.log, options.parseBearer);
+    this.tunnels = new TunnelService(clientAuth, this.pool, this.builds, (agentId, request) => this.forwarder?.target(agentId, request.platform, request.authorization) ?? Promise.resolve(undefined), this.metrics, options.log, options.parseBearer, this.guard);
     this.app = createHttpApi({
       register: (app) => {
-        registerBuildApi(app, { builds: this.builds, auth: clientAuth, parseBearer: options.parseBearer, metrics: this.metrics, log: options.log });
+        registerBuildApi(app, { builds: this.builds, auth: clientAuth, parseBearer: options.parseBearer, metrics: this.metrics, log: options.log, guard: this.guard });
         const identity = options.identity;
         if (identity) {
           registerAdminApi(app, {
@@ -171,6 +181,8 @@ export class Gateway {
             parseBearer: options.parseBearer,
             publicKeys: identity.publicKeys,
             metrics: this.metrics,
+            guard: this.guard,
+            oidc: identity.oidc,
           });
         }
       },
@@ -277,9 +289,10 @@ export class Gateway {
     }
     // Hold the client's bytes (within the stream window) until an agent stream takes them.
     stream.pause();
+    const source = stream.session?.socket?.remoteAddress;
     this.tunnels
-      .authorize(headers, 'h2')
-      .then(async (request) => this.tunnels.run(new Http2ClientEnd(stream), request, await this.tunnels.route(request), 'h2'))
+      .authorize(headers, 'h2', source)
+      .then(async (request) => this.tunnels.run(new Http2ClientEnd(stream), request, await this.tunnels.route(request), 'h2', source))
       .catch((err: unknown) => refuseHttp2(stream, toGatewayError(err)));
   }
 
@@ -296,12 +309,12 @@ export class Gateway {
     this.options.auth
       .verifyReplica(this.options.parseBearer(headers.authorization))
       .then(async (replica) => {
-        const request = await this.tunnels.authorize({ ...headers, authorization: Array.isArray(forwarded) ? forwarded[0] : forwarded }, 'forward');
+        const request = await this.tunnels.authorize({ ...headers, authorization: Array.isArray(forwarded) ? forwarded[0] : forwarded }, 'forward', replica.gatewayId);
         const target = await this.tunnels.route(request, { localOnly: true });
         if (headers[Header.builderId] !== target.agentId) {
           throw new GatewayError('FORBIDDEN', `replica ${replica.gatewayId} asked for builder ${String(headers[Header.builderId]).slice(0, 64)} but the build's builder is ${target.agentId}`);
         }
-        await this.tunnels.run(new Http2ClientEnd(stream), request, target, 'forward');
+        await this.tunnels.run(new Http2ClientEnd(stream), request, target, 'forward', replica.gatewayId);
       })
       .catch((err: unknown) => refuseHttp2(stream, toGatewayError(err)));
   }
@@ -334,13 +347,14 @@ export class Gateway {
       refuseUpgrade(socket, new GatewayError('DRAINING', `gateway ${this.options.gatewayId} is shutting down; retry`));
       return;
     }
+    const source = req.socket.remoteAddress;
     this.tunnels
-      .authorize(req.headers, 'websocket')
+      .authorize(req.headers, 'websocket', source)
       .then(async (request) => {
         const link = await this.tunnels.route(request);
         this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
           const end = new WebSocketClientEnd(ws);
-          this.tunnels.run(end, request, link, 'websocket').catch((err: unknown) => end.fail(toGatewayError(err)));
+          this.tunnels.run(end, request, link, 'websocket', source).catch((err: unknown) => end.fail(toGatewayError(err)));
         });
       })
       .catch((err: unknown) => refuseUpgrade(socket, toGatewayError(err)));
@@ -348,27 +362,35 @@ export class Gateway {
 
   private async handleAgentConnect(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     if (this.draining) throw new GatewayError('DRAINING', `gateway ${this.options.gatewayId} is shutting down; reconnect elsewhere`);
-    const identity = await this.options.auth.verifyAgent(this.options.parseBearer(req.headers.authorization));
-    const claimedId = req.headers[Header.agentId];
-    if (claimedId !== undefined && claimedId !== identity.agentId) {
-      throw new GatewayError('FORBIDDEN', `agent token is for '${identity.agentId}' but the agent says it is '${String(claimedId).slice(0, 64)}'`);
-    }
-    const platform = String(req.headers[Header.agentPlatform] ?? '');
-    if (!isPlatform(platform)) {
-      throw new GatewayError('UNKNOWN_PLATFORM', `header ${Header.agentPlatform} is '${platform.slice(0, 64)}'; expected linux/amd64 or linux/arm64`);
-    }
     const single = (name: string): string | undefined => {
       const v = req.headers[name];
       return Array.isArray(v) ? v[0] : v;
     };
-    const admitted = this.options.admission
-      ? await this.options.admission.admit({
-          token: identity,
-          platform,
-          instanceDocument: single(Header.instanceDocument),
-          instanceSignature: single(Header.instanceSignature),
-        })
-      : undefined;
+    // Token, claimed id and platform, and instance identity: one authentication decision, audited as one.
+    const { identity, platform, admitted } = await this.guard.authenticate(
+      { path: 'agent', source: req.socket.remoteAddress, transport: 'https' },
+      async () => {
+        const identity = await this.options.auth.verifyAgent(this.options.parseBearer(req.headers.authorization));
+        const claimedId = single(Header.agentId);
+        if (claimedId !== undefined && claimedId !== identity.agentId) {
+          throw new GatewayError('FORBIDDEN', `agent token is for '${identity.agentId}' but the agent says it is '${claimedId.slice(0, 64)}'`);
+        }
+        const platform = single(Header.agentPlatform) ?? '';
+        if (!isPlatform(platform)) {
+          throw new GatewayError('UNKNOWN_PLATFORM', `header ${Header.agentPlatform} is '${platform.slice(0, 64)}'; expected linux/amd64 or linux/arm64`);
+        }
+        const admitted = this.options.admission
+          ? await this.options.admission.admit({
+              token: identity,
+              platform,
+              instanceDocument: single(Header.instanceDocument),
+              instanceSignature: single(Header.instanceSignature),
+            })
+          : undefined;
+        return { identity, platform, admitted };
+      },
+      ({ identity }) => ({ agentId: identity.agentId }),
+    );
     // HTTP/2 must not take the socket over while the 101 is still being written: its native
     // session would receive the completion of a write it never made (and Node aborts).
     await new Promise<void>((resolve, reject) =>

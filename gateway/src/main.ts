@@ -9,6 +9,12 @@ import { ProjectAdmin } from './projectAdmin.js';
 import { InstanceIdentityVerifier } from './instanceIdentityVerifier.js';
 import { AgentAdmission } from './agentAdmission.js';
 import { GatewayError } from './gatewayError.js';
+import { OidcExchange } from './oidcExchange.js';
+import { OidcIssuerKeys } from './oidc/oidcIssuerKeys.js';
+import { OidcVerifier } from './oidc/oidcVerifier.js';
+import { validateTrustPolicy } from './oidc/trustPolicy.js';
+import { auditSink } from './auditSink.js';
+import type { StoredTrustPolicy } from './identity/identityStore.js';
 import { routingTableFromConfig } from './routing/routingTableFromConfig.js';
 import { fleetFromConfig } from './fleet/fleetFromConfig.js';
 import { toGatewayError } from './gatewayError.js';
@@ -41,7 +47,25 @@ async function main(): Promise<void> {
     revocations: identity.revocations,
     log,
     maxTokenTtlSec: config.maxTokenTtlSec,
+    // Policies arrive through the admin API: a bad one is the caller's mistake, not the gateway's.
+    validateTrustPolicy: (input) => {
+      try {
+        return validateTrustPolicy(input) as unknown as StoredTrustPolicy;
+      } catch (err) {
+        throw new GatewayError('BAD_REQUEST', (err as Error).message);
+      }
+    },
   });
+  const oidc = new OidcExchange({
+    store: identity.store,
+    verifier: new OidcVerifier({
+      issuerKeys: new OidcIssuerKeys(config.oidcCaPath ? { extraCa: fs.readFileSync(config.oidcCaPath) } : {}),
+    }),
+    issuer: buildTokenIssuer,
+    log,
+    defaultTokenTtlSec: config.oidcTokenTtlSec,
+  });
+  const audit = auditSink(config.auditLogPath, process.stderr);
   const table = routingTableFromConfig(config);
   const fleet = fleetFromConfig(config, { table, log });
   const admission = new AgentAdmission({
@@ -74,7 +98,10 @@ async function main(): Promise<void> {
       revocations: identity.revocations,
       verifyAdmin: (token) => verifier.verifyAdmin(token),
       publicKeys: () => ring.map((k) => k.publicJwk),
+      oidc,
     },
+    limits: config.limits,
+    auditSink: audit,
     placement: {
       spillAfterMs: config.spillAfterMs,
       buildLeaseMs: config.buildLeaseMs,

@@ -7,6 +7,7 @@ import type { AgentPool } from './agentPool.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { BuildService } from './buildService.js';
 import { splice, type ClientEnd, type StreamTarget } from './tunnelSplice.js';
+import type { AbuseGuard } from './abuseGuard.js';
 
 /** Finds a stream target for a builder whose link this replica does not hold (replica forwarding). */
 export type RemoteRoute = (agentId: string, request: TunnelRequest) => Promise<StreamTarget | undefined>;
@@ -39,14 +40,37 @@ export class TunnelService {
     private readonly metrics: GatewayMetrics,
     private readonly log: Logger,
     private readonly parseBearer: (header: string | undefined) => string,
+    private readonly guard: AbuseGuard,
   ) {}
 
   activeByPlatform(): Array<[{ platform: string }, number]> {
     return [...this.active].map(([platform, n]) => [{ platform }, n]);
   }
 
-  async authorize(headers: IncomingHttpHeaders, transport: string): Promise<TunnelRequest> {
+  // Every tunnel request is an authentication attempt from its address (rate limited and audited
+  // whatever its outcome), and an accepted one is a stream open charged to its token.
+  async authorize(headers: IncomingHttpHeaders, transport: string, source: string | undefined): Promise<TunnelRequest> {
+    // A forwarded stream was charged where it entered; here its source is only the other replica.
+    const forwarded = transport === 'forward';
+    const context = { path: forwarded ? ('forward' as const) : ('tunnel' as const), source, transport };
     try {
+      const request = await this.guard.authenticate(
+        context,
+        () => this.check(headers),
+        ({ identity }) => ({ subject: identity.subject, project: identity.project, tokenId: identity.tokenId }),
+        { charge: !forwarded },
+      );
+      if (!forwarded) this.guard.openStream(request.identity, context);
+      return request;
+    } catch (err) {
+      const error = toGatewayError(err);
+      this.metrics.authFailures.inc({ path: 'tunnel', transport, code: wireCodeOf(error.code) });
+      throw error;
+    }
+  }
+
+  private async check(headers: IncomingHttpHeaders): Promise<TunnelRequest> {
+    {
       const authorization = single(headers, 'authorization') ?? '';
       const token = this.parseBearer(authorization);
       const identity = await this.auth.verifyClient(token);
@@ -69,10 +93,6 @@ export class TunnelService {
         );
       }
       return { identity, platform, buildId, authorization, streamId: single(headers, Header.streamId)?.slice(0, 64) || randomUUID() };
-    } catch (err) {
-      const error = toGatewayError(err);
-      this.metrics.authFailures.inc({ path: 'tunnel', transport, code: wireCodeOf(error.code) });
-      throw error;
     }
   }
 
@@ -97,7 +117,17 @@ export class TunnelService {
     return target;
   }
 
-  async run(client: ClientEnd, request: TunnelRequest, link: StreamTarget, transport: string): Promise<void> {
+  async run(client: ClientEnd, request: TunnelRequest, link: StreamTarget, transport: string, source: string | undefined): Promise<void> {
+    // Streams open at once per token: held for the stream's whole life, where the stream entered.
+    const release = transport === 'forward' ? () => {} : this.guard.holdStream(request.identity, { path: 'tunnel', source, transport });
+    try {
+      await this.carry(client, request, link, transport);
+    } finally {
+      release();
+    }
+  }
+
+  private async carry(client: ClientEnd, request: TunnelRequest, link: StreamTarget, transport: string): Promise<void> {
     const agentStream = link.openStream({ streamId: request.streamId, project: request.identity.project, platform: request.platform });
     // The stream's own error listener comes from splice(); this one covers the gap until then.
     agentStream.on('error', () => {});

@@ -66,6 +66,8 @@ test('an ec2 fleet from flags and environment: launch templates as ID_OR_NAME[:V
       SLIPWAY_EC2_LAUNCH_TEMPLATE_AMD64: 'lt-0a1b2c3d4e5f60718:7',
       SLIPWAY_EC2_INSTANCE_TYPE_AMD64: 'c6id.2xlarge',
       SLIPWAY_IDLE_STOP_MS: '120000',
+      SLIPWAY_INSTANCE_IDENTITY_CERTS: '/etc/slipway/aws-certs.json',
+      SLIPWAY_AWS_ACCOUNTS: '123456789012',
     },
     [
       '--fleet', 'ec2',
@@ -102,6 +104,7 @@ test('SLIPWAY_EC2_REGION wins over AWS_REGION; the EC2 settings are not required
     SLIPWAY_EC2_REGION: 'us-east-2',
     SLIPWAY_EC2_FLEET_NAME: 'b',
     SLIPWAY_EC2_LAUNCH_TEMPLATE_AMD64: 'amd64-builders:$Latest',
+    SLIPWAY_REQUIRE_INSTANCE_IDENTITY: 'false',
   });
   assert.equal(fleet.ec2?.region, 'us-east-2');
   assert.equal(fleet.ec2?.launchTemplates['linux/amd64']?.version, '$Latest');
@@ -156,4 +159,25 @@ test('bad fleet settings are each reported, with the gateway\'s other problems',
     assert.ok(message.includes(part), `mentions ${part}: ${message}`);
   }
   assert.match(problemsOf({ ...REQUIRED, SLIPWAY_FLEET: 'gcp' }), /SLIPWAY_FLEET must be one of local, ec2; got 'gcp'/);
+});
+
+test('an ec2 fleet requires instance identity certificates and accounts unless told otherwise; rates and the identity file are checked', () => {
+  const message = problemsOf({
+    ...SHARED,
+    SLIPWAY_FLEET: 'ec2',
+    SLIPWAY_EC2_FLEET_NAME: 'b',
+    SLIPWAY_EC2_REGION: 'eu-west-1',
+    SLIPWAY_EC2_LAUNCH_TEMPLATE_AMD64: 'lt-1',
+    SLIPWAY_AWS_ACCOUNTS: '12345,abc',
+    SLIPWAY_RATE_OPENS_PER_TOKEN: 'lots',
+    SLIPWAY_IDENTITY_FILE: '/tmp/identity.json',
+  });
+  assert.match(message, /SLIPWAY_INSTANCE_IDENTITY_CERTS is required/);
+  assert.match(message, /SLIPWAY_AWS_ACCOUNTS must be 12-digit account ids; got '12345', 'abc'/);
+  assert.match(message, /SLIPWAY_RATE_OPENS_PER_TOKEN must be BURST\/PER_SECOND/);
+  assert.match(message, /SLIPWAY_IDENTITY_FILE is for a gateway without Redis/);
+  const ok = loadConfig({ ...REQUIRED, SLIPWAY_RATE_AUTH_PER_ADDRESS: '10/2.5', SLIPWAY_MAX_STREAMS_PER_TOKEN: '7' });
+  assert.deepEqual(ok.limits.authPerAddress, { capacity: 10, refillPerSec: 2.5 });
+  assert.equal(ok.limits.maxStreamsPerToken, 7);
+  assert.equal(ok.requireInstanceIdentity, false);
 });

@@ -16,6 +16,8 @@ import type {
   ReapResult,
   RoutingTable,
 } from './routingTable.js';
+import { POOL_SCAN_LIMIT } from './routingTable.js';
+import { IdlePool } from './idlePool.js';
 
 // The routing table of a single process (`npm start`, unit tests). Every method does all its
 // work before its first await, so concurrent calls interleave only between whole operations,
@@ -70,6 +72,10 @@ interface DemandState {
 interface PlatformState {
   builders: Map<string, BuilderState>;
   bindings: Map<string, BindingState>;
+  /** project -> builders bound to it: the bindings seen from the project's side. */
+  projects: Map<string, Set<string>>;
+  /** Unbound idle builders, idle longest first (RedisRoutingTable's pool:idle). */
+  pool: IdlePool;
   allocs: Map<string, AllocationState_>;
   demands: Map<string, DemandState>;
   epochSeq: number;
@@ -154,11 +160,14 @@ export class MemoryRoutingTable implements RoutingTable {
       pruneLinks(b, now);
     }
     if (binding !== undefined && binding.instanceId === undefined) binding.instanceId = reg.instanceId;
+    // A new incarnation, a link back after the pool dropped it for having none, or a new capacity.
+    this.syncPool(p, b.agentId);
     return { agentId: b.agentId, platform: b.platform, epoch: b.epoch, project: binding?.project };
   }
 
   async renewBuilder(r: BuilderRenewal): Promise<boolean> {
-    const b = this.state(r.platform).builders.get(r.agentId);
+    const p = this.state(r.platform);
+    const b = p.builders.get(r.agentId);
     // Past its lease the builder must register again (new epoch): reap() may already have failed its work.
     if (b === undefined || b.epoch !== r.epoch || b.leaseExpiresAtMs <= r.nowMs) return false;
     const expiry = r.nowMs + r.leaseMs;
@@ -168,6 +177,8 @@ export class MemoryRoutingTable implements RoutingTable {
     // drained it must not make it placeable again.
     if (r.draining) b.draining = true;
     pruneLinks(b, r.nowMs);
+    // Acquire or reap may have dropped it from the pool while it had no live link; it has one now.
+    this.syncPool(p, b.agentId);
     return true;
   }
 
@@ -194,12 +205,12 @@ export class MemoryRoutingTable implements RoutingTable {
     const b = p.builders.get(agentId);
     // Still finishing builds of the project it was released from: those must not share it.
     if (b !== undefined && b.active > 0) return false;
-    p.bindings.set(agentId, { project, instanceId: b?.instanceId });
+    this.bind(p, agentId, project, b?.instanceId);
     return true;
   }
 
   async releaseBinding(agentId: string, platform: Platform): Promise<void> {
-    this.state(platform).bindings.delete(agentId);
+    this.unbind(this.state(platform), agentId);
   }
 
   async boundBuilders(project: string, platform: Platform): Promise<string[]> {
@@ -207,9 +218,12 @@ export class MemoryRoutingTable implements RoutingTable {
   }
 
   async drainIfIdle(agentId: string, platform: Platform, epoch: number): Promise<boolean> {
-    const b = this.state(platform).builders.get(agentId);
+    const p = this.state(platform);
+    const b = p.builders.get(agentId);
     if (b === undefined || b.epoch !== epoch || b.active > 0) return false;
     b.draining = true;
+    // Draining is sticky for the epoch: it leaves the pool until it registers as a new incarnation.
+    p.pool.delete(agentId);
     return true;
   }
 
@@ -267,20 +281,32 @@ export class MemoryRoutingTable implements RoutingTable {
 
     const boundLive = bound.some(({ b }) => b !== undefined && isLive(b, now));
     const wantPool = bound.length === 0 || now - a.createdAtMs >= req.spillAfterMs;
+    // The pool head held only builders that are no longer placeable, and more entries are left:
+    // the pool is not known to be empty, so the fleet is not asked; the next acquire looks further.
+    let scanCut = false;
     if (wantPool) {
+      // The one idle longest first (ties by id): the others stay warm for whatever they ran last.
+      const head = p.pool.head(POOL_SCAN_LIMIT);
       let poolPick: BuilderState | undefined;
-      for (const b of [...p.builders.values()].sort((x, y) => byId(x.agentId, y.agentId))) {
-        if (p.bindings.has(b.agentId) || !isLive(b, now) || b.active > 0 || b.capacity < 1) continue;
-        // The one idle longest: the others stay warm for whatever they ran last.
-        if (poolPick === undefined || b.lastUsedAtMs < poolPick.lastUsedAtMs) poolPick = b;
+      for (const id of head) {
+        const b = p.builders.get(id);
+        if (b !== undefined && b.active === 0 && b.capacity >= 1 && isLive(b, now) && !p.bindings.has(id)) {
+          poolPick = b;
+          break;
+        }
+        // Not placeable, mostly because its lease passed or its last link went away since it
+        // joined the pool: whatever makes it placeable again (a registration, a renewal, its
+        // last build ending) puts it back.
+        p.pool.delete(id);
       }
       if (poolPick !== undefined) {
-        p.bindings.set(poolPick.agentId, { project: req.project, instanceId: poolPick.instanceId });
+        this.bind(p, poolPick.agentId, req.project, poolPick.instanceId);
         return this.place(p, a, poolPick, now, req.allocationLeaseMs, false, bound.length > 0);
       }
+      scanCut = head.length === POOL_SCAN_LIMIT && p.pool.size > 0;
     }
     const reason: PendingReason = boundLive ? 'busy' : bound.length > 0 ? 'starting' : 'no-builder';
-    if (wantPool || reason !== 'busy') {
+    if ((wantPool && !scanCut) || reason === 'starting') {
       const offline = bound.filter(({ b }) => b === undefined || !isLive(b, now)).map(({ id }) => id);
       const until = a.heartbeatDeadlineMs ?? now;
       const d = p.demands.get(req.project);
@@ -338,7 +364,12 @@ export class MemoryRoutingTable implements RoutingTable {
       this.settle(p, a, nowMs);
       if (a.state === 'expired') result.expiredAllocations.push(a.buildId);
     }
-    for (const b of p.builders.values()) pruneLinks(b, nowMs);
+    for (const b of p.builders.values()) {
+      pruneLinks(b, nowMs);
+      // No replica holds it: out of the pool, so acquire need not step over it; a renewal or a
+      // registration puts it back.
+      if (b.links.size === 0) p.pool.delete(b.agentId);
+    }
     for (const [project, d] of p.demands) if (d.untilMs <= nowMs) p.demands.delete(project);
     for (const [id, a] of p.allocs) {
       if (a.endedAtMs !== undefined && a.endedAtMs + this.endedRetentionMs <= nowMs) p.allocs.delete(id);
@@ -401,16 +432,45 @@ export class MemoryRoutingTable implements RoutingTable {
   private state(platform: Platform): PlatformState {
     let p = this.platforms.get(platform);
     if (p === undefined) {
-      p = { builders: new Map(), bindings: new Map(), allocs: new Map(), demands: new Map(), epochSeq: 0 };
+      p = { builders: new Map(), bindings: new Map(), projects: new Map(), pool: new IdlePool(), allocs: new Map(), demands: new Map(), epochSeq: 0 };
       this.platforms.set(platform, p);
     }
     return p;
   }
 
   private boundTo(p: PlatformState, project: string): string[] {
-    const ids: string[] = [];
-    for (const [id, binding] of p.bindings) if (binding.project === project) ids.push(id);
-    return ids.sort(byId);
+    return [...(p.projects.get(project) ?? [])].sort(byId);
+  }
+
+  private bind(p: PlatformState, agentId: string, project: string, instanceId: string | undefined): void {
+    p.bindings.set(agentId, { project, instanceId });
+    let ids = p.projects.get(project);
+    if (ids === undefined) p.projects.set(project, (ids = new Set()));
+    ids.add(agentId);
+    p.pool.delete(agentId);
+  }
+
+  private unbind(p: PlatformState, agentId: string): void {
+    const binding = p.bindings.get(agentId);
+    if (binding === undefined) return;
+    const ids = p.projects.get(binding.project);
+    ids?.delete(agentId);
+    if (ids?.size === 0) p.projects.delete(binding.project);
+    p.bindings.delete(agentId);
+    this.syncPool(p, agentId);
+  }
+
+  /**
+   * Keeps a builder's pool entry in step with what it is: in the pool, at the time it has been
+   * idle since, while it has a record, is unbound, not draining, runs nothing and has a slot;
+   * out otherwise. What time alone takes away (the lease, the links) is not judged here: acquire
+   * and reap drop such entries as they meet them, and the registration or renewal that brings
+   * the builder back calls this again.
+   */
+  private syncPool(p: PlatformState, agentId: string): void {
+    const b = p.builders.get(agentId);
+    if (b !== undefined && b.active === 0 && b.capacity >= 1 && !b.draining && !p.bindings.has(agentId)) p.pool.set(agentId, b.lastUsedAtMs);
+    else p.pool.delete(agentId);
   }
 
   private builderRecord(p: PlatformState, b: BuilderState): BuilderRecord {
@@ -482,6 +542,8 @@ export class MemoryRoutingTable implements RoutingTable {
       if (b !== undefined && b.epoch === a.builderEpoch && b.allocs.delete(a.buildId)) {
         b.active--;
         b.lastUsedAtMs = now;
+        // Released while it still ran this build: it joins the pool now, idle from now.
+        this.syncPool(p, b.agentId);
       }
     }
     a.state = state;
@@ -499,6 +561,7 @@ export class MemoryRoutingTable implements RoutingTable {
       if (a !== undefined) this.end(p, a, 'failed', reason, now);
     }
     p.builders.delete(b.agentId);
+    p.pool.delete(b.agentId);
     return failed;
   }
 }

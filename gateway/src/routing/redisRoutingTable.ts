@@ -19,21 +19,28 @@ import type {
   ReapResult,
   RoutingTable,
 } from './routingTable.js';
+import { POOL_SCAN_LIMIT } from './routingTable.js';
 
 // The routing table shared by gateway replicas. Every change that touches more than one key is
 // one Lua script (./lua/<name>-<numKeys>.lua), so the consistency rules of routingTable.ts hold
 // whatever the interleaving of replicas. Key layout, with T = <prefix>{<platform>}:
 //   T builder:<id>          hash   the builder record          T builder:<id>:links   hash gateway -> link expiry
 //   T builder:<id>:allocs   set    its active allocations      T binding:<id>         hash project, instanceId
-//   T project:<p>           set    builders bound to p         T pool                 set  unbound builders with a record
+//   T project:<p>           set    builders bound to p         T pool:idle            zset unbound idle builder -> idle since
 //   T leases                zset   builder -> lease expiry     T alloc:<build>        hash the allocation (TTL once ended)
 //   T allocs:open           zset   build -> deadline           T demand               hash project -> JSON
 //   T epoch                 counter of builder incarnations
+// The pool is ordered by the time each builder has been idle since (its lastUsedAt), so acquire
+// takes the one idle longest from the head instead of reading every builder. It is named
+// pool:idle because earlier versions kept a set under `pool`: a sorted-set command on that key
+// would fail, and the entries come back on their own with the next renewal of each builder.
 // and C = <prefix>{control}: for replicas and leadership. One hash tag per platform puts all
 // that placement touches in one Redis Cluster slot, so a script may follow ids it reads (a
 // project's builders, a builder's allocations) to keys it did not declare.
 
 export const DEFAULT_ENDED_ALLOCATION_RETENTION_MS = 3_600_000;
+
+const POOL = 'pool:idle';
 
 export interface RedisRoutingTableOptions {
   /** A connected (or connecting) ioredis client or cluster client. The table owns it: close() quits it. */
@@ -104,7 +111,7 @@ export class RedisRoutingTable implements RoutingTable {
     const raw = await this.script(
       'registerBuilder',
       `registerBuilder ${id} (${reg.platform})`,
-      [T + `builder:${id}`, T + `builder:${id}:links`, T + `binding:${id}`, T + 'leases', T + 'pool', T + 'epoch'],
+      [T + `builder:${id}`, T + `builder:${id}:links`, T + `binding:${id}`, T + 'leases', T + POOL, T + 'epoch'],
       [T, reg.nowMs, this.retentionMs, id, reg.platform, reg.fleet, reg.capacity, reg.instanceId ?? '', reg.gatewayId, reg.leaseMs],
     );
     const r = parseJson(raw) as { epoch?: number; project?: string; forbidden?: string };
@@ -123,7 +130,7 @@ export class RedisRoutingTable implements RoutingTable {
     const ok = await this.script(
       'renewBuilder',
       `renewBuilder ${id} (${r.platform})`,
-      [T + `builder:${id}`, T + `builder:${id}:links`, T + 'leases'],
+      [T + `builder:${id}`, T + `builder:${id}:links`, T + 'leases', T + POOL],
       [T, r.nowMs, id, r.gatewayId, r.epoch, r.leaseMs, r.draining ? '1' : '0'],
     );
     return Number(ok) === 1;
@@ -152,7 +159,7 @@ export class RedisRoutingTable implements RoutingTable {
     const ok = await this.script(
       'bindBuilder',
       `bindBuilder ${agentId} (${platform}) to ${project}`,
-      [T + `binding:${agentId}`, T + `builder:${agentId}`, T + 'pool', T + `project:${project}`],
+      [T + `binding:${agentId}`, T + `builder:${agentId}`, T + POOL, T + `project:${project}`],
       [agentId, project],
     );
     return Number(ok) === 1;
@@ -163,7 +170,7 @@ export class RedisRoutingTable implements RoutingTable {
     await this.script(
       'releaseBinding',
       `releaseBinding ${agentId} (${platform})`,
-      [T + `binding:${agentId}`, T + `builder:${agentId}`, T + 'pool'],
+      [T + `binding:${agentId}`, T + `builder:${agentId}`, T + POOL],
       [T, agentId],
     );
   }
@@ -177,7 +184,7 @@ export class RedisRoutingTable implements RoutingTable {
 
   async drainIfIdle(agentId: string, platform: Platform, epoch: number): Promise<boolean> {
     const T = this.base(platform);
-    const ok = await this.script('drainIfIdle', `drainIfIdle ${agentId} (${platform})`, [T + `builder:${agentId}`], [epoch]);
+    const ok = await this.script('drainIfIdle', `drainIfIdle ${agentId} (${platform})`, [T + `builder:${agentId}`, T + POOL], [epoch, agentId]);
     return Number(ok) === 1;
   }
 
@@ -188,8 +195,8 @@ export class RedisRoutingTable implements RoutingTable {
     const raw = await this.script(
       'acquire',
       `acquire ${req.buildId} (${req.platform})`,
-      [T + `alloc:${req.buildId}`, T + 'allocs:open', T + `project:${req.project}`, T + 'pool', T + 'demand'],
-      [T, req.nowMs, this.retentionMs, req.buildId, req.project, req.platform, req.spillAfterMs, req.allocationLeaseMs],
+      [T + `alloc:${req.buildId}`, T + 'allocs:open', T + `project:${req.project}`, T + POOL, T + 'demand'],
+      [T, req.nowMs, this.retentionMs, req.buildId, req.project, req.platform, req.spillAfterMs, req.allocationLeaseMs, POOL_SCAN_LIMIT],
     );
     const r = parseJson(raw) as Record<string, unknown>;
     if (typeof r.forbidden === 'string') {

@@ -1,7 +1,7 @@
 import type { Platform } from '@slipway/proto';
 
 // The routing table: what every gateway replica must agree on to place builds. Two
-// implementations pass the same contract tests (gateway/test/routing/routingTableContract.ts):
+// implementations pass the same contract tests (gateway/test/support/routingTableContract.ts):
 // RedisRoutingTable (shared by replicas, Lua scripts, Redis Cluster safe) and MemoryRoutingTable
 // (one process: `npm start` and unit tests).
 //
@@ -13,6 +13,13 @@ import type { Platform } from '@slipway/proto';
 //   frees it.
 // - lease: a builder is placeable only while its lease (renewed by every replica that holds a
 //   link to it) is in the future, it has at least one live link, and it is not draining.
+// - pool order: a build that takes a pool builder gets the placeable one idle longest (lowest
+//   lastUsedAtMs, ties to the lower agent id), so the others keep whatever they cached last.
+//   Implementations keep the pool ordered by that, so the choice reads the head of the order
+//   instead of every builder. Entries that turn out not placeable there (the lease passed or the
+//   last link went away since the builder entered the pool) are dropped as they are met; at most
+//   POOL_SCAN_LIMIT entries are looked at per acquire, and a build whose look found only such
+//   entries with more left stays pending without a demand (the next acquire looks further).
 // - allocation: one (build, platform) pair: pending, then active on one builder, then ended.
 //   An active allocation holds one of the builder's `capacity` slots until it ends or its
 //   heartbeat deadline passes.
@@ -26,6 +33,13 @@ import type { Platform } from '@slipway/proto';
 //
 // All times are caller-supplied epoch milliseconds (`nowMs`) so tests and the placement
 // simulation can drive a clock; implementations never read the wall clock for decisions.
+
+/**
+ * Most pool entries one acquire looks at. Only builders whose lease passed or whose links all
+ * went away since they entered the pool are skipped (and dropped): reap() clears both every
+ * tick, so meeting more than this many at the head of the pool at once is rare.
+ */
+export const POOL_SCAN_LIMIT = 32;
 
 export type AllocationState = 'pending' | 'active' | 'finished' | 'cancelled' | 'failed' | 'expired';
 export const AllocationEndStates = ['finished', 'cancelled', 'failed', 'expired'] as const;

@@ -1,5 +1,6 @@
 -- Expires what time has passed on one platform: builders past their lease (their active
--- allocations fail), allocations past their heartbeat deadline, stale links and lapsed demands.
+-- allocations fail), allocations past their heartbeat deadline, stale links (a builder left with
+-- none leaves the pool) and lapsed demands.
 --   KEYS[1] leases        <B>leases        (zset id -> lease expiry)
 --   KEYS[2] open allocs   <B>allocs:open   (zset build -> deadline)
 --   KEYS[3] demands       <B>demand
@@ -22,7 +23,12 @@ for _, buildId in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', str(now)))
     expiredAllocations[#expiredAllocations + 1] = buildId
   end
 end
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do pruneLinks(B, id, now) end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  pruneLinks(B, id, now)
+  -- No replica holds it: out of the pool, so acquire need not step over it; a renewal or a
+  -- registration puts it back.
+  if redis.call('EXISTS', linksKey(B, id)) == 0 then redis.call('ZREM', poolKey(B), id) end
+end
 local demands = redis.call('HGETALL', KEYS[3])
 for i = 1, #demands, 2 do
   if tonumber(cjson.decode(demands[i + 1]).untilMs) <= now then redis.call('HDEL', KEYS[3], demands[i]) end

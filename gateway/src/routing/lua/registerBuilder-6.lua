@@ -4,7 +4,7 @@
 --   KEYS[2] its links            <B>builder:<id>:links   (gateway id -> link expiry)
 --   KEYS[3] its binding          <B>binding:<id>         (project, instanceId)
 --   KEYS[4] leases               <B>leases               (zset id -> lease expiry)
---   KEYS[5] pool                 <B>pool                 (set of unbound builders with a record)
+--   KEYS[5] pool                 <B>pool:idle            (zset unbound idle builders -> idle since)
 --   KEYS[6] epoch counter        <B>epoch
 --   ARGV[1] key base B  ARGV[2] nowMs  ARGV[3] ended allocation retention ms
 --   ARGV[4] agent id  ARGV[5] platform  ARGV[6] fleet  ARGV[7] capacity
@@ -37,7 +37,6 @@ if not liveRecord then
   if instanceId ~= '' then redis.call('HSET', KEYS[1], 'instanceId', instanceId) end
   redis.call('HSET', KEYS[2], gatewayId, str(expiry))
   redis.call('ZADD', KEYS[4], str(expiry), id)
-  if not binding[1] then redis.call('SADD', KEYS[5], id) end
 else
   epoch = tonumber(b[1])
   redis.call('HSET', KEYS[1], 'fleet', ARGV[6], 'capacity', ARGV[7])
@@ -51,4 +50,6 @@ end
 if binding[1] and not binding[2] and instanceId ~= '' then
   redis.call('HSET', KEYS[3], 'instanceId', instanceId)
 end
+-- A new incarnation, a link back after the pool dropped it for having none, or a new capacity.
+syncPool(B, id)
 return cjson.encode({ epoch = epoch, project = binding[1] or nil })

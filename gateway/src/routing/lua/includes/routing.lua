@@ -36,7 +36,7 @@ local function bindingKey(B, id) return B .. 'binding:' .. id end
 local function projectKey(B, project) return B .. 'project:' .. project end
 local function allocKey(B, buildId) return B .. 'alloc:' .. buildId end
 local function leasesKey(B) return B .. 'leases' end
-local function poolKey(B) return B .. 'pool' end
+local function poolKey(B) return B .. 'pool:idle' end
 local function openKey(B) return B .. 'allocs:open' end
 
 -- Placeable: lease in the future, at least one replica's link in the future, not draining.
@@ -47,6 +47,21 @@ local function isLive(B, id, now)
     if tonumber(expiry) > now then return true end
   end
   return false
+end
+
+-- Keeps a builder's pool entry in step with what it is: in the pool, scored by the time it has
+-- been idle since (lastUsedAt), while it has a record, is unbound, not draining, runs nothing and
+-- has a slot; out otherwise. Called by every script that changes one of those. What time alone
+-- takes away (the lease, the links) is not judged here: acquire and reap drop such entries as
+-- they meet them, and the registration or renewal that brings the builder back calls this again.
+local function syncPool(B, id)
+  local h = redis.call('HMGET', builderKey(B, id), 'lastUsedAt', 'active', 'capacity', 'draining')
+  if h[1] and tonumber(h[2]) == 0 and tonumber(h[3]) >= 1 and h[4] ~= '1'
+      and redis.call('HEXISTS', bindingKey(B, id), 'project') == 0 then
+    redis.call('ZADD', poolKey(B), h[1], id)
+  else
+    redis.call('ZREM', poolKey(B), id)
+  end
 end
 
 local function pruneLinks(B, id, now)
@@ -70,6 +85,8 @@ local function endAlloc(B, buildId, state, reason, now, retention)
     if redis.call('HGET', bk, 'epoch') == a[3] and redis.call('SREM', allocsOnKey(B, a[2]), buildId) == 1 then
       redis.call('HINCRBY', bk, 'active', -1)
       redis.call('HSET', bk, 'lastUsedAt', str(now))
+      -- Released while it still ran this build: it joins the pool now, idle from now.
+      syncPool(B, a[2])
     end
   end
   redis.call('HSET', ak, 'state', state, 'endedAt', str(now))
@@ -91,7 +108,7 @@ local function expireBuilder(B, id, now, retention)
   for _, buildId in ipairs(failed) do endAlloc(B, buildId, 'failed', reason, now, retention) end
   redis.call('DEL', builderKey(B, id), linksKey(B, id), allocsOnKey(B, id))
   redis.call('ZREM', leasesKey(B), id)
-  redis.call('SREM', poolKey(B), id)
+  redis.call('ZREM', poolKey(B), id)
   return failed
 end
 

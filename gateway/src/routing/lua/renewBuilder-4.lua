@@ -3,6 +3,7 @@
 --   KEYS[1] builder hash   <B>builder:<id>
 --   KEYS[2] its links      <B>builder:<id>:links
 --   KEYS[3] leases         <B>leases
+--   KEYS[4] pool           <B>pool:idle   (whether it belongs there also reads <B>binding:<id>)
 --   ARGV[1] key base B  ARGV[2] nowMs  ARGV[3] agent id  ARGV[4] gateway id  ARGV[5] epoch
 --   ARGV[6] leaseMs  ARGV[7] draining ('1' or '0')
 -- Returns 1 when renewed, 0 when stale.
@@ -20,4 +21,6 @@ redis.call('ZADD', KEYS[3], str(lease), id)
 -- make it placeable again.
 if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'draining', '1') end
 pruneLinks(B, id, now)
+-- Acquire or reap may have dropped it from the pool while it had no live link; it has one now.
+syncPool(B, id)
 return 1
