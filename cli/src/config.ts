@@ -1,45 +1,98 @@
 import fs from 'node:fs';
-import { Platforms, isPlatform, mergeFlags, readHttpsUrl, readEnum, readInt, LogLevels, type Env, type LogLevel, type Platform } from '@slipway/proto';
+import path from 'node:path';
+import { Platforms, isPlatform, readEnum, readInt, LogLevels, type Env, type LogLevel, type Platform } from '@slipway/proto';
 import { CliError } from './cliError.js';
+import { COMMANDS, GROUPS, OVERVIEW } from './cliCommands.js';
+import { commandHelp, parseCommandLine, settingOf, type CommandLine } from './commandLine.js';
+import { credentialsPath, readCredentials, type StoredCredentials } from './credentials.js';
+import { detectCi, type CiName } from './ciOidcToken.js';
 
 export const Transports = ['auto', 'h2', 'websocket'] as const;
 export type Transport = (typeof Transports)[number];
 
 export type ListenAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
-export interface CliConfig {
+/** Default audience of the CI OIDC token the CLI asks for; trust policies name it as theirs. */
+export const DEFAULT_OIDC_AUDIENCE = 'slipway';
+
+/** How to reach the gateway. */
+export interface GatewayConnectionConfig {
   gatewayUrl: URL;
-  token: string;
-  project: string | undefined;
   ca: Buffer | undefined;
+  connectTimeoutMs: number;
+  // The whole environment, for proxy selection (HTTPS_PROXY, NO_PROXY, ...).
+  env: Env;
+}
+
+/** Where the project token comes from. */
+export type ProjectCredential =
+  | { kind: 'token'; token: string; source: 'flag or environment' | 'stored credentials' }
+  /** No token was configured and the CLI runs in a CI job: its OIDC identity is exchanged for one. */
+  | { kind: 'oidc'; ci: CiName; audience: string; project: string };
+
+/** `proxy` and `dial-stdio`. */
+export interface CliConfig extends GatewayConnectionConfig {
+  credential: ProjectCredential;
+  project: string | undefined;
   transport: Transport;
   platform: Platform;
   listen: ListenAddress[];
-  connectTimeoutMs: number;
   /** How long to wait for a builder before giving up. */
   acquireTimeoutMs: number;
   /** `proxy` finishes its build this long after the last connection closed. */
   buildIdleMs: number;
   logLevel: LogLevel;
-  // The whole environment, for proxy selection (HTTPS_PROXY, NO_PROXY, ...).
-  env: Env;
 }
 
-const FLAGS: Record<string, string> = {
-  '--gateway': 'SLIPWAY_GATEWAY',
-  '--token': 'SLIPWAY_TOKEN',
-  '--project': 'SLIPWAY_PROJECT',
-  '--ca-cert': 'SLIPWAY_CA_CERT',
-  '--transport': 'SLIPWAY_TRANSPORT',
-  '--platform': 'SLIPWAY_PLATFORM',
-  '--listen': 'SLIPWAY_LISTEN',
-  '--connect-timeout-ms': 'SLIPWAY_CONNECT_TIMEOUT_MS',
-  '--acquire-timeout-ms': 'SLIPWAY_ACQUIRE_TIMEOUT_MS',
-  '--build-idle-ms': 'SLIPWAY_BUILD_IDLE_MS',
-  '--log-level': 'SLIPWAY_LOG_LEVEL',
-};
+export interface LoginConfig extends GatewayConnectionConfig {
+  admin: boolean;
+  token: { from: 'flag'; token: string } | { from: 'stdin' };
+  credentialsFile: string;
+  /** What is stored beside the token; undefined caCert: none. */
+  caCertPath: string | undefined;
+  /** The stored credentials this login adds to (undefined: none yet). */
+  stored: StoredCredentials | undefined;
+}
 
-export const CLI_FLAGS: Readonly<Record<string, string>> = FLAGS;
+export interface AdminConfig extends GatewayConnectionConfig {
+  adminToken: string;
+  json: boolean;
+}
+
+export interface TrustPolicyInput {
+  id?: string;
+  issuer: string | undefined;
+  audience: string | undefined;
+  conditions: Record<string, string>;
+  untrustedWhen?: Record<string, string>;
+  allowAnySubject?: boolean;
+  scopes?: string[];
+  tokenTtlSec?: number;
+}
+
+export type AdminRequest =
+  | { command: 'projects create'; name: string; isolateUntrusted: boolean }
+  | { command: 'projects list' }
+  | { command: 'projects delete'; name: string }
+  | { command: 'tokens create'; project: string; scopes: string[] | undefined; ttlSec: number | undefined; description: string | undefined }
+  | { command: 'tokens list'; project: string }
+  | { command: 'tokens revoke'; id: string }
+  | { command: 'trust add'; project: string; policy: TrustPolicyInput }
+  | { command: 'trust list'; project: string }
+  | { command: 'trust remove'; project: string; id: string };
+
+export type CliCommand =
+  /** ok false: the command line was not a command; print the text on stderr and exit 2. */
+  | { command: 'help'; text: string; ok: boolean }
+  | { command: 'proxy' | 'dial-stdio'; config: CliConfig }
+  | { command: 'login'; config: LoginConfig }
+  | { command: 'logout'; admin: boolean; credentialsFile: string }
+  | { command: 'admin'; config: AdminConfig; request: AdminRequest };
+
+export interface LoadConfigOptions {
+  /** Owner the stored credentials must have (default: this process's user). */
+  uid?: number;
+}
 
 export function parseListen(raw: string, problems: string[]): ListenAddress | undefined {
   if (raw.startsWith('unix://')) {
@@ -63,49 +116,318 @@ export function parseListen(raw: string, problems: string[]): ListenAddress | un
   return undefined;
 }
 
-export function loadConfig(env: Env, argv: readonly string[], needs: { listen: boolean }): CliConfig {
+/** `90s`, `15m`, `12h`, `30d` in seconds; undefined (with a problem) otherwise. */
+export function parseDuration(raw: string, flag: string, problems: string[]): number | undefined {
+  const match = /^(\d{1,9})(s|m|h|d)$/.exec(raw.trim());
+  if (!match) {
+    problems.push(`${flag} must be a whole number with a unit s, m, h or d (e.g. 30d); got '${raw}'`);
+    return undefined;
+  }
+  return Number(match[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[match[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** Parses the whole command line (command words first) and the environment, reporting every problem at once. */
+export function loadConfig(env: Env, argv: readonly string[], options: LoadConfigOptions = {}): CliCommand {
+  const [first, ...rest] = argv;
+  if (first === undefined) return { command: 'help', text: OVERVIEW, ok: false };
+  if (first === '--help' || first === '-h' || first === 'help') return { command: 'help', text: OVERVIEW, ok: true };
+  let name = first;
+  let tail = rest;
+  const subcommands = GROUPS.get(first);
+  if (subcommands) {
+    const sub = rest[0];
+    const choices = subcommands.join(', ');
+    if (sub === '--help' || sub === '-h') {
+      return { command: 'help', text: subcommands.map((s) => commandHelp(COMMANDS.get(`${first} ${s}`)!)).join('\n\n'), ok: true };
+    }
+    if (sub === undefined || sub.startsWith('-')) throw new CliError('CONFIG_INVALID', `slipway ${first} needs a subcommand: ${choices} (see slipway ${first} --help)`);
+    if (!COMMANDS.has(`${first} ${sub}`)) throw new CliError('CONFIG_INVALID', `unknown command 'slipway ${first} ${sub}'; expected ${first} ${choices.replaceAll(', ', `, ${first} `)}`);
+    name = `${first} ${sub}`;
+    tail = rest.slice(1);
+  }
+  const spec = COMMANDS.get(name);
+  if (!spec) {
+    const known = [...new Set([...COMMANDS.keys()].map((k) => k.split(' ')[0]!))].join(', ');
+    throw new CliError('CONFIG_INVALID', `unknown command '${first}'; expected one of ${known} (see slipway --help)`);
+  }
   const problems: string[] = [];
-  const e = mergeFlags(env, argv, FLAGS, problems, { repeatable: new Set(['--listen']) });
-  const gatewayUrl = readHttpsUrl(e, 'SLIPWAY_GATEWAY', '--gateway', problems);
-  const token = e['SLIPWAY_TOKEN'] ?? '';
-  if (!token) problems.push('SLIPWAY_TOKEN (or --token) is required');
-  let ca: Buffer | undefined;
-  const caPath = e['SLIPWAY_CA_CERT'];
-  if (caPath) {
+  const line = parseCommandLine(spec, tail, problems);
+  if (line.help) return { command: 'help', text: commandHelp(spec), ok: true };
+  const uid = 'uid' in options ? options.uid : process.getuid?.();
+  const command = build(name, line, env, problems, uid);
+  if (problems.length > 0) throw new CliError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  return command;
+}
+
+function build(name: string, line: CommandLine, env: Env, problems: string[], uid: number | undefined): CliCommand {
+  switch (name) {
+    case 'proxy':
+    case 'dial-stdio':
+      return { command: name, config: tunnelConfig(line, env, problems, uid, name === 'proxy') };
+    case 'login':
+      return { command: 'login', config: loginConfig(line, env, problems, uid) };
+    case 'logout':
+      return { command: 'logout', admin: line.switches.has('--admin'), credentialsFile: requireCredentialsFile(env, problems) };
+    default:
+      return adminCommand(name, line, env, problems, uid);
+  }
+}
+
+function requireCredentialsFile(env: Env, problems: string[]): string {
+  const file = credentialsPath(env);
+  if (file === undefined) problems.push('cannot tell where credentials are stored: neither XDG_CONFIG_HOME nor HOME is set to an absolute path');
+  return file ?? '';
+}
+
+interface ResolvedConnection extends GatewayConnectionConfig {
+  token: string | undefined;
+  tokenSource: 'flag or environment' | 'stored credentials' | undefined;
+  /** Why no stored token was used although credentials are stored, for the message. */
+  storedElsewhere: string | undefined;
+}
+
+// The gateway, its CA and the token, from flags and environment first, then from what
+// `slipway login` stored. A stored token is only ever sent to the gateway it was stored for:
+// pointing SLIPWAY_GATEWAY elsewhere must not hand that gateway our credentials.
+function resolveConnection(line: CommandLine, env: Env, problems: string[], uid: number | undefined, tokenFlag: '--token' | '--admin-token'): ResolvedConnection {
+  const gatewayRaw = settingOf(line, '--gateway', env);
+  const tokenRaw = settingOf(line, tokenFlag, env);
+  let stored: StoredCredentials | undefined;
+  const file = credentialsPath(env);
+  // With both given, nothing stored is needed, and a damaged file does not get in the way.
+  if (file !== undefined && (gatewayRaw === undefined || tokenRaw === undefined)) {
     try {
-      ca = fs.readFileSync(caPath);
+      stored = readCredentials(file, uid);
     } catch (err) {
-      problems.push(`SLIPWAY_CA_CERT '${caPath}' cannot be read: ${(err as Error).message}`);
+      problems.push((err as Error).message);
     }
   }
-  const platformRaw = e['SLIPWAY_PLATFORM'];
+  const gatewayUrl = parseGatewayUrl(gatewayRaw ?? stored?.gateway, gatewayRaw === undefined && stored !== undefined, problems);
+  const sameGateway = stored !== undefined && sameOrigin(stored.gateway, gatewayUrl);
+  const storedToken = sameGateway ? (tokenFlag === '--token' ? stored?.token : stored?.adminToken) : undefined;
+  const token = tokenRaw ?? storedToken;
+  const caPath = settingOf(line, '--ca-cert', env) ?? (sameGateway ? stored?.caCert : undefined);
+  return {
+    gatewayUrl,
+    ca: readCa(caPath, settingOf(line, '--ca-cert', env) === undefined, problems),
+    connectTimeoutMs: intSetting(line, '--connect-timeout-ms', env, 15_000, 100, 600_000, problems),
+    env,
+    token,
+    tokenSource: tokenRaw !== undefined ? 'flag or environment' : storedToken !== undefined ? 'stored credentials' : undefined,
+    storedElsewhere: stored !== undefined && !sameGateway ? stored.gateway : undefined,
+  };
+}
+
+function parseGatewayUrl(raw: string | undefined, fromStore: boolean, problems: string[]): URL {
+  if (raw === undefined) {
+    problems.push('SLIPWAY_GATEWAY (or --gateway) is required, e.g. https://slipway.example.com; or run slipway login --gateway URL once');
+    return new URL('https://invalid.invalid');
+  }
+  const where = fromStore ? 'the stored gateway' : 'SLIPWAY_GATEWAY (or --gateway)';
+  try {
+    const url = new URL(raw);
+    if (url.protocol !== 'https:') problems.push(`${where} must be an https:// URL; got '${raw}'`);
+    return url;
+  } catch {
+    problems.push(`${where} must be a URL like https://slipway.example.com; got '${raw}'`);
+    return new URL('https://invalid.invalid');
+  }
+}
+
+function sameOrigin(stored: string, url: URL): boolean {
+  try {
+    return new URL(stored).origin === url.origin;
+  } catch {
+    return false;
+  }
+}
+
+function readCa(caPath: string | undefined, fromStore: boolean, problems: string[]): Buffer | undefined {
+  if (caPath === undefined) return undefined;
+  try {
+    return fs.readFileSync(caPath);
+  } catch (err) {
+    problems.push(`${fromStore ? 'the stored CA certificate' : 'SLIPWAY_CA_CERT'} '${caPath}' cannot be read: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+function intSetting(line: CommandLine, flag: string, env: Env, fallback: number, min: number, max: number, problems: string[]): number {
+  const name = line.spec.flags[flag]?.env ?? flag;
+  return readInt({ [name]: settingOf(line, flag, env) }, name, fallback, min, max, problems);
+}
+
+function enumSetting<T extends string>(line: CommandLine, flag: string, env: Env, allowed: readonly T[], fallback: T, problems: string[]): T {
+  const name = line.spec.flags[flag]?.env ?? flag;
+  return readEnum({ [name]: settingOf(line, flag, env) }, name, allowed, fallback, problems);
+}
+
+function tunnelConfig(line: CommandLine, env: Env, problems: string[], uid: number | undefined, listens: boolean): CliConfig {
+  const connection = resolveConnection(line, env, problems, uid, '--token');
+  const project = settingOf(line, '--project', env);
+  let credential: ProjectCredential = { kind: 'token', token: '', source: 'flag or environment' };
+  if (connection.token !== undefined && connection.tokenSource !== undefined) {
+    credential = { kind: 'token', token: connection.token, source: connection.tokenSource };
+  } else {
+    const ci = detectCi(env);
+    if (ci !== undefined) {
+      const audience = settingOf(line, '--oidc-audience', env) ?? DEFAULT_OIDC_AUDIENCE;
+      if (project === undefined) {
+        problems.push(`SLIPWAY_PROJECT (or --project) is required to exchange this ${ci} job's OIDC identity for a token (no SLIPWAY_TOKEN is set and none is stored)`);
+      }
+      credential = { kind: 'oidc', ci, audience, project: project ?? '' };
+    } else {
+      const elsewhere = connection.storedElsewhere ? ` (the stored credentials are for ${connection.storedElsewhere}, not ${connection.gatewayUrl.origin})` : '';
+      problems.push(`no project token${elsewhere}: set SLIPWAY_TOKEN (or --token), run slipway login, or run in a CI job with an OIDC identity (GitHub Actions, GitLab CI, CircleCI, Buildkite)`);
+    }
+  }
+  const platformRaw = settingOf(line, '--platform', env);
   let platform: Platform = 'linux/amd64';
   if (!platformRaw) problems.push(`--platform is required; expected one of ${Platforms.join(', ')}`);
   else if (!isPlatform(platformRaw)) problems.push(`--platform must be one of ${Platforms.join(', ')}; got '${platformRaw}'`);
   else platform = platformRaw;
   const listen: ListenAddress[] = [];
-  if (needs.listen) {
-    const raw = (e['SLIPWAY_LISTEN'] ?? '').split(',').filter(Boolean);
+  if (listens) {
+    const raw = line.lists.get('--listen') ?? (env['SLIPWAY_LISTEN'] ?? '').split(',').filter(Boolean);
     if (raw.length === 0) problems.push('--listen is required (unix:///PATH.sock or tcp://127.0.0.1:PORT; repeatable)');
     for (const r of raw) {
       const parsed = parseListen(r, problems);
       if (parsed) listen.push(parsed);
     }
   }
-  const config: CliConfig = {
-    gatewayUrl,
-    token,
-    project: e['SLIPWAY_PROJECT'] || undefined,
-    ca,
-    transport: readEnum(e, 'SLIPWAY_TRANSPORT', Transports, 'auto', problems),
+  return {
+    gatewayUrl: connection.gatewayUrl,
+    ca: connection.ca,
+    connectTimeoutMs: connection.connectTimeoutMs,
+    env,
+    credential,
+    project,
+    transport: enumSetting(line, '--transport', env, Transports, 'auto', problems),
     platform,
     listen,
-    connectTimeoutMs: readInt(e, 'SLIPWAY_CONNECT_TIMEOUT_MS', 15_000, 100, 600_000, problems),
-    acquireTimeoutMs: readInt(e, 'SLIPWAY_ACQUIRE_TIMEOUT_MS', 600_000, 100, 24 * 3_600_000, problems),
-    buildIdleMs: readInt(e, 'SLIPWAY_BUILD_IDLE_MS', 30_000, 0, 24 * 3_600_000, problems),
-    logLevel: readEnum(e, 'SLIPWAY_LOG_LEVEL', LogLevels, 'warn', problems),
-    env,
+    acquireTimeoutMs: intSetting(line, '--acquire-timeout-ms', env, 600_000, 100, 24 * 3_600_000, problems),
+    buildIdleMs: intSetting(line, '--build-idle-ms', env, 30_000, 0, 24 * 3_600_000, problems),
+    logLevel: enumSetting(line, '--log-level', env, LogLevels, 'warn', problems),
   };
-  if (problems.length > 0) throw new CliError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
-  return config;
+}
+
+function loginConfig(line: CommandLine, env: Env, problems: string[], uid: number | undefined): LoginConfig {
+  const credentialsFile = requireCredentialsFile(env, problems);
+  let stored: StoredCredentials | undefined;
+  if (credentialsFile !== '') {
+    try {
+      stored = readCredentials(credentialsFile, uid);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  const gatewayRaw = settingOf(line, '--gateway', env);
+  const gatewayUrl = parseGatewayUrl(gatewayRaw ?? stored?.gateway, gatewayRaw === undefined && stored !== undefined, problems);
+  const sameGateway = stored !== undefined && sameOrigin(stored.gateway, gatewayUrl);
+  const caGiven = settingOf(line, '--ca-cert', env);
+  // Stored as an absolute path: later commands run from other directories.
+  const caCertPath = caGiven !== undefined ? path.resolve(caGiven) : sameGateway ? stored?.caCert : undefined;
+  const flagToken = line.values.get('--token');
+  const fromStdin = line.switches.has('--token-stdin');
+  if (flagToken !== undefined && fromStdin) problems.push('give the token with --token or --token-stdin, not both');
+  if (flagToken === undefined && !fromStdin) problems.push('no token given: pipe it in with --token-stdin (e.g. slipway login --token-stdin < token.txt), or pass --token');
+  if (flagToken !== undefined && flagToken.trim() === '') problems.push('--token is empty');
+  return {
+    gatewayUrl,
+    ca: readCa(caCertPath, caGiven === undefined, problems),
+    connectTimeoutMs: intSetting(line, '--connect-timeout-ms', env, 15_000, 100, 600_000, problems),
+    env,
+    admin: line.switches.has('--admin'),
+    token: flagToken !== undefined ? { from: 'flag', token: flagToken.trim() } : { from: 'stdin' },
+    credentialsFile,
+    caCertPath,
+    stored,
+  };
+}
+
+function adminCommand(name: string, line: CommandLine, env: Env, problems: string[], uid: number | undefined): CliCommand {
+  const connection = resolveConnection(line, env, problems, uid, '--admin-token');
+  if (connection.token === undefined) {
+    const elsewhere = connection.storedElsewhere ? ` (the stored credentials are for ${connection.storedElsewhere}, not ${connection.gatewayUrl.origin})` : '';
+    problems.push(`no admin token${elsewhere}: set SLIPWAY_ADMIN_TOKEN (or --admin-token), or run slipway login --admin`);
+  }
+  const config: AdminConfig = {
+    gatewayUrl: connection.gatewayUrl,
+    ca: connection.ca,
+    connectTimeoutMs: connection.connectTimeoutMs,
+    env,
+    adminToken: connection.token ?? '',
+    json: line.switches.has('--json'),
+  };
+  const [a0 = '', a1 = ''] = line.args;
+  return { command: 'admin', config, request: adminRequest(name, line, a0, a1, problems) };
+}
+
+function adminRequest(name: string, line: CommandLine, a0: string, a1: string, problems: string[]): AdminRequest {
+  switch (name) {
+    case 'projects create':
+      return { command: name, name: a0, isolateUntrusted: line.switches.has('--isolate-untrusted') };
+    case 'projects list':
+      return { command: name };
+    case 'projects delete':
+      return { command: name, name: a0 };
+    case 'tokens create': {
+      const ttl = line.values.get('--ttl');
+      return {
+        command: name,
+        project: a0,
+        // Values are the gateway's to judge: it names every problem, in its own terms.
+        scopes: line.lists.get('--scope'),
+        ttlSec: ttl === undefined ? undefined : parseDuration(ttl, '--ttl', problems),
+        description: line.values.get('--description'),
+      };
+    }
+    case 'tokens list':
+      return { command: name, project: a0 };
+    case 'tokens revoke':
+      return { command: name, id: a0 };
+    case 'trust add':
+      return { command: name, project: a0, policy: trustPolicyInput(line, problems) };
+    case 'trust list':
+      return { command: name, project: a0 };
+    case 'trust remove':
+      return { command: name, project: a0, id: a1 };
+    default:
+      throw new CliError('INTERNAL', `no handler for slipway ${name}`);
+  }
+}
+
+function trustPolicyInput(line: CommandLine, problems: string[]): TrustPolicyInput {
+  const issuer = line.values.get('--issuer');
+  const audience = line.values.get('--audience');
+  if (issuer === undefined) problems.push("--issuer is required (the CI's OIDC issuer URL)");
+  if (audience === undefined) problems.push(`--audience is required (the CLI asks CI for '${DEFAULT_OIDC_AUDIENCE}' unless SLIPWAY_OIDC_AUDIENCE says otherwise)`);
+  // No condition at all is the gateway's to refuse (or to accept with --allow-any-subject).
+  const conditions = claimPatterns(line.lists.get('--condition') ?? [], '--condition', problems);
+  const policy: TrustPolicyInput = { issuer, audience, conditions };
+  const untrusted = line.lists.get('--untrusted-when');
+  if (untrusted !== undefined) policy.untrustedWhen = claimPatterns(untrusted, '--untrusted-when', problems);
+  if (line.switches.has('--allow-any-subject')) policy.allowAnySubject = true;
+  const scopes = line.lists.get('--scope');
+  if (scopes !== undefined) policy.scopes = scopes;
+  const ttl = line.values.get('--token-ttl');
+  if (ttl !== undefined) policy.tokenTtlSec = parseDuration(ttl, '--token-ttl', problems);
+  const id = line.values.get('--id');
+  if (id !== undefined) policy.id = id;
+  return policy;
+}
+
+function claimPatterns(values: string[], flag: string, problems: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const value of values) {
+    const eq = value.indexOf('=');
+    if (eq <= 0) {
+      problems.push(`${flag} must be CLAIM=PATTERN (e.g. ref=refs/heads/main); got '${value}'`);
+      continue;
+    }
+    const claim = value.slice(0, eq);
+    if (claim in out) problems.push(`${flag} names claim '${claim}' twice; a claim has one pattern`);
+    out[claim] = value.slice(eq + 1);
+  }
+  return out;
 }

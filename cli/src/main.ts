@@ -1,41 +1,76 @@
 import { createLogger } from '@slipway/proto';
-import { CLI_FLAGS, loadConfig } from './config.js';
-import { CliError, exitCodeOf, toCliError } from './cliError.js';
-import { TunnelClient } from './tunnelClient.js';
+import { loadConfig, type CliConfig } from './config.js';
+import { exitCodeOf, toCliError } from './cliError.js';
+import { TunnelClient, type ProjectTokenSource } from './tunnelClient.js';
 import { LocalProxy } from './localProxy.js';
 import { bridgeLocal } from './localBridge.js';
+import { GatewayConnection } from './gatewayConnection.js';
+import { AdminClient } from './adminClient.js';
+import { runAdminCommand, type CommandOutput } from './adminCommand.js';
+import { runLogin, runLogout } from './login.js';
+import { OidcTokenExchange } from './oidcTokenExchange.js';
 
-const USAGE = `Usage: slipway <command> [flags]
-
-Commands:
-  proxy --platform P --listen unix:///PATH.sock|tcp://127.0.0.1:PORT [--listen ...]
-      Serve local endpoints for docker/buildx; each connection is one tunnel to a builder.
-      The first connection creates a build and acquires a builder (the project's warm one
-      when it is free); the build ends --build-idle-ms after the last connection closes.
-  dial-stdio --platform P
-      Carry stdin/stdout as one tunnel stream (for buildx/ssh-style connection helpers);
-      its build ends when the stream does.
-
-Flags (or environment variables):
-${Object.entries(CLI_FLAGS)
-  .map(([f, v]) => `  ${f.padEnd(24)} ${v}`)
-  .join('\n')}
-HTTPS_PROXY / NO_PROXY are honoured (HTTP CONNECT).`;
+const output: CommandOutput = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
 
 async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  if (!command || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return command ? 0 : 2;
+  const command = loadConfig(process.env, argv);
+  switch (command.command) {
+    case 'help':
+      (command.ok ? process.stdout : process.stderr).write(`${command.text}\n`);
+      return command.ok ? 0 : 2;
+    case 'logout':
+      runLogout(command.admin, command.credentialsFile, output);
+      return 0;
+    case 'login': {
+      const connection = new GatewayConnection({ ...command.config, transport: 'auto', log: createLogger('slipway', 'warn') });
+      try {
+        await runLogin(command.config, connection, process.stdin, output);
+      } finally {
+        connection.close();
+      }
+      return 0;
+    }
+    case 'admin': {
+      const { config } = command;
+      const connection = new GatewayConnection({ ...config, transport: 'auto', log: createLogger('slipway', 'warn') });
+      try {
+        await runAdminCommand(command.request, new AdminClient(connection, config.adminToken, Math.max(config.connectTimeoutMs, 10_000)), config.json, output);
+      } finally {
+        connection.close();
+      }
+      return 0;
+    }
+    case 'proxy':
+    case 'dial-stdio':
+      return tunnel(command.command, command.config);
   }
-  if (command !== 'proxy' && command !== 'dial-stdio') {
-    throw new CliError('CONFIG_INVALID', `unknown command '${command}'; expected proxy or dial-stdio (see slipway --help)`);
-  }
-  const config = loadConfig(process.env, rest, { listen: command === 'proxy' });
+}
+
+async function tunnel(command: 'proxy' | 'dial-stdio', config: CliConfig): Promise<number> {
   const log = createLogger('slipway', config.logLevel);
+  const { credential } = config;
+  let token: ProjectTokenSource;
+  let exchange: OidcTokenExchange | undefined;
+  if (credential.kind === 'token') {
+    token = credential.token;
+  } else {
+    exchange = new OidcTokenExchange({
+      project: credential.project,
+      audience: credential.audience,
+      env: config.env,
+      log,
+      timeoutMs: Math.max(config.connectTimeoutMs, 10_000),
+      announce: (line) => process.stderr.write(`slipway: ${line}\n`),
+    });
+    const source = exchange;
+    token = (api) => source.token(api);
+  }
   const client = new TunnelClient({
     gatewayUrl: config.gatewayUrl,
-    token: config.token,
+    token,
     project: config.project,
     ca: config.ca,
     transport: config.transport,
@@ -46,6 +81,8 @@ async function main(argv: string[]): Promise<number> {
     // dial-stdio serves one connection: its build ends with it.
     buildIdleMs: command === 'dial-stdio' ? 0 : config.buildIdleMs,
   });
+  // Exchanged up front: a CI job not allowed to build should fail here, not at its first build.
+  if (exchange) await exchange.token(client);
   if (command === 'dial-stdio') {
     const error = await bridgeLocal(
       {

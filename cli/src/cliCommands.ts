@@ -1,0 +1,135 @@
+import type { CommandSpec, FlagSpec } from './commandLine.js';
+
+// Every command the CLI knows, with its arguments and flags: what the parser accepts and what
+// --help shows come from this one table.
+
+const connectionFlags: Record<string, FlagSpec> = {
+  '--gateway': { kind: 'value', env: 'SLIPWAY_GATEWAY', placeholder: 'URL', help: 'https:// URL of the gateway (default: the one you logged in to)' },
+  '--ca-cert': { kind: 'value', env: 'SLIPWAY_CA_CERT', placeholder: 'PATH', help: 'PEM CA to verify the gateway with (default: system CAs)' },
+  '--connect-timeout-ms': { kind: 'value', env: 'SLIPWAY_CONNECT_TIMEOUT_MS', placeholder: 'MS', help: 'limit for reaching the gateway (100-600000, default 15000)' },
+};
+
+const tunnelFlags: Record<string, FlagSpec> = {
+  ...connectionFlags,
+  '--token': { kind: 'value', env: 'SLIPWAY_TOKEN', placeholder: 'TOKEN', help: 'project token (default: the stored one, else the CI job\'s OIDC identity)' },
+  '--project': { kind: 'value', env: 'SLIPWAY_PROJECT', placeholder: 'NAME', help: 'project; required when the token comes from the CI\'s OIDC identity' },
+  '--oidc-audience': { kind: 'value', env: 'SLIPWAY_OIDC_AUDIENCE', placeholder: 'AUD', help: 'audience of the CI OIDC token (default slipway)' },
+  '--platform': { kind: 'value', env: 'SLIPWAY_PLATFORM', placeholder: 'P', help: 'linux/amd64 or linux/arm64' },
+  '--transport': { kind: 'value', env: 'SLIPWAY_TRANSPORT', placeholder: 'T', help: 'auto, h2 or websocket (default auto)' },
+  '--acquire-timeout-ms': { kind: 'value', env: 'SLIPWAY_ACQUIRE_TIMEOUT_MS', placeholder: 'MS', help: 'how long to wait for a builder (default 600000)' },
+  '--build-idle-ms': { kind: 'value', env: 'SLIPWAY_BUILD_IDLE_MS', placeholder: 'MS', help: 'finish the build this long after the last connection (default 30000)' },
+  '--log-level': { kind: 'value', env: 'SLIPWAY_LOG_LEVEL', placeholder: 'LEVEL', help: 'debug, info, warn, error or silent (default warn)' },
+};
+
+const adminFlags: Record<string, FlagSpec> = {
+  ...connectionFlags,
+  '--admin-token': { kind: 'value', env: 'SLIPWAY_ADMIN_TOKEN', placeholder: 'TOKEN', help: 'admin token (default: the one stored by slipway login --admin)' },
+  '--json': { kind: 'switch', help: 'print JSON on stdout instead of a table' },
+};
+
+const specs: CommandSpec[] = [
+  {
+    name: 'proxy',
+    args: [],
+    flags: { ...tunnelFlags, '--listen': { kind: 'list', env: 'SLIPWAY_LISTEN', placeholder: 'ADDRESS', help: 'unix:///PATH.sock or tcp://HOST:PORT' } },
+    summary:
+      'Serve local endpoints for docker/buildx; each connection is one tunnel to a builder. The first\n' +
+      "connection creates a build and acquires a builder (the project's warm one when it is free); the\n" +
+      'build ends --build-idle-ms after the last connection closes.',
+  },
+  {
+    name: 'dial-stdio',
+    args: [],
+    flags: tunnelFlags,
+    summary: 'Carry stdin/stdout as one tunnel stream (for buildx/ssh-style connection helpers); its build ends\nwhen the stream does.',
+  },
+  {
+    name: 'login',
+    args: [],
+    flags: {
+      ...connectionFlags,
+      '--token': { kind: 'value', placeholder: 'TOKEN', help: 'the token to store (visible to other local users in the process list: prefer --token-stdin)' },
+      '--token-stdin': { kind: 'switch', help: 'read the token from stdin' },
+      '--admin': { kind: 'switch', help: 'the token is an admin token (for projects, tokens and trust)' },
+    },
+    summary:
+      'Check a token with the gateway, then store it (with the gateway URL and CA) for later commands,\n' +
+      'in $XDG_CONFIG_HOME/slipway/credentials.json (default ~/.config/slipway/), readable only by you.\n' +
+      'SLIPWAY_TOKEN and SLIPWAY_ADMIN_TOKEN still win over what is stored.',
+  },
+  {
+    name: 'logout',
+    args: [],
+    flags: { '--admin': { kind: 'switch', help: 'forget only the admin token' } },
+    summary: 'Forget the stored credentials. The tokens stay valid at the gateway until they expire or are revoked.',
+  },
+  {
+    name: 'projects create',
+    args: ['NAME'],
+    flags: { ...adminFlags, '--isolate-untrusted': { kind: 'switch', help: "build untrusted CI identities (e.g. fork pull requests) away from the project's cache" } },
+    summary: 'Create a project.',
+  },
+  { name: 'projects list', args: [], flags: adminFlags, summary: 'List projects.' },
+  { name: 'projects delete', args: ['NAME'], flags: adminFlags, summary: 'Delete a project: its tokens are revoked and its trust policies dropped.' },
+  {
+    name: 'tokens create',
+    args: ['PROJECT'],
+    flags: {
+      ...adminFlags,
+      '--scope': { kind: 'list', placeholder: 'SCOPE', help: 'build or read (default build)' },
+      '--ttl': { kind: 'value', placeholder: 'DURATION', help: 'life of the token, e.g. 90m, 12h, 30d (default 30d)' },
+      '--description': { kind: 'value', placeholder: 'TEXT', help: 'what the token is for (shown by tokens list)' },
+    },
+    summary: 'Issue a project token. The token is printed once, alone, on stdout: TOKEN=$(slipway tokens create web)',
+  },
+  { name: 'tokens list', args: ['PROJECT'], flags: adminFlags, summary: "List a project's tokens (never the tokens themselves)." },
+  { name: 'tokens revoke', args: ['ID'], flags: adminFlags, summary: 'Revoke a token by its id; builds it started lose their tunnels.' },
+  {
+    name: 'trust add',
+    args: ['PROJECT'],
+    flags: {
+      ...adminFlags,
+      '--issuer': { kind: 'value', placeholder: 'URL', help: "the CI's OIDC issuer, e.g. https://token.actions.githubusercontent.com" },
+      '--audience': { kind: 'value', placeholder: 'AUD', help: 'required audience of the CI token (the CLI asks for slipway by default)' },
+      '--condition': { kind: 'list', placeholder: 'CLAIM=PATTERN', help: 'a claim the CI token must match (* within a path segment, ** across)' },
+      '--untrusted-when': { kind: 'list', placeholder: 'CLAIM=PATTERN', help: 'accept, but as untrusted, tokens whose claim matches' },
+      '--allow-any-subject': { kind: 'switch', help: 'accept conditions that name no subject claim (every identity of the issuer may match)' },
+      '--scope': { kind: 'list', placeholder: 'SCOPE', help: 'scopes of the Slipway token handed out (default build)' },
+      '--token-ttl': { kind: 'value', placeholder: 'DURATION', help: 'life of the Slipway token handed out, e.g. 1h' },
+      '--id': { kind: 'value', placeholder: 'ID', help: 'name of the policy (default: made up by the gateway)' },
+    },
+    summary: 'Let CI jobs whose OIDC token matches get short-lived tokens for PROJECT (no stored secret).',
+  },
+  { name: 'trust list', args: ['PROJECT'], flags: adminFlags, summary: "List a project's trust policies." },
+  { name: 'trust remove', args: ['PROJECT', 'ID'], flags: adminFlags, summary: 'Remove a trust policy.' },
+];
+
+export const COMMANDS: ReadonlyMap<string, CommandSpec> = new Map(specs.map((s) => [s.name, s]));
+
+/** Command groups (`projects`, `tokens`, `trust`) and their subcommands. */
+export const GROUPS: ReadonlyMap<string, string[]> = (() => {
+  const groups = new Map<string, string[]>();
+  for (const s of specs) {
+    const [group, sub] = s.name.split(' ');
+    if (sub !== undefined) groups.set(group!, [...(groups.get(group!) ?? []), sub]);
+  }
+  return groups;
+})();
+
+export const OVERVIEW = `Usage: slipway <command> [arguments] [flags]
+
+Builds:
+  proxy --platform P --listen ADDRESS   serve BuildKit endpoints for docker/buildx
+  dial-stdio --platform P               carry stdin/stdout as one tunnel (connection helpers)
+
+Credentials:
+  login [--admin] [--token-stdin]       check a token with the gateway and store it
+  logout [--admin]                      forget stored credentials
+
+Administration (admin token):
+  projects create NAME | list | delete NAME
+  tokens create PROJECT | list PROJECT | revoke ID
+  trust add PROJECT --issuer URL --audience AUD --condition CLAIM=PATTERN ... | list PROJECT | remove PROJECT ID
+
+slipway <command> --help shows a command's flags; each flag's environment variable is in brackets.
+HTTPS_PROXY / NO_PROXY are honoured (HTTP CONNECT). Exit codes: see cli/src/cliError.ts.`;
