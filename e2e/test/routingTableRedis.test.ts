@@ -99,6 +99,70 @@ describe('RedisRoutingTable specifics', () => {
     }
   });
 
+  it('keeps the pool as a sorted set by idle-since, and acquire drops the lapsed entries it steps over', async () => {
+    const table = new RedisRoutingTable({ client: connect(), keyPrefix: 'pool:' });
+    const probe = connect();
+    try {
+      const now = 1_700_000_000_000;
+      const reg = { platform: 'linux/amd64' as const, fleet: 'local', capacity: 1, gatewayId: 'gw', leaseMs: 10_000 };
+      await table.registerBuilder({ ...reg, agentId: 'b1', nowMs: now });
+      await table.registerBuilder({ ...reg, agentId: 'b2', nowMs: now + 100, leaseMs: 1_000_000 });
+      await table.registerBuilder({ ...reg, agentId: 'b3', nowMs: now + 200, leaseMs: 1_000_000 });
+      const key = 'pool:{linux/amd64}:pool:idle';
+      assert.deepEqual(await probe.zrange(key, 0, -1, 'WITHSCORES'), ['b1', String(now), 'b2', String(now + 100), 'b3', String(now + 200)]);
+      const placed = await table.acquire({ buildId: 'x', project: 'p', platform: 'linux/amd64', nowMs: now + 10_000, spillAfterMs: 1, allocationLeaseMs: 10_000 });
+      assert.equal(placed.state === 'active' ? placed.agentId : placed.state, 'b2');
+      assert.deepEqual(await probe.zrange(key, 0, -1), ['b3'], 'b1 (lease passed) dropped, b2 bound');
+      await table.endAllocation('x', 'linux/amd64', 'finished', '', now + 10_500);
+      await table.releaseBinding('b2', 'linux/amd64');
+      assert.deepEqual(await probe.zrange(key, 0, -1, 'WITHSCORES'), ['b3', String(now + 200), 'b2', String(now + 10_500)], 'back, idle since its build ended');
+    } finally {
+      await table.close();
+      probe.disconnect();
+    }
+  });
+
+  it('a placement from the pool runs as many Redis commands with 300 pool builders as with 3', async () => {
+    // Counted by Redis itself (INFO commandstats counts the commands scripts run), so the
+    // assertion is about work, not time. A server of its own: nothing else runs commands there.
+    const own = await startRedis();
+    const client = new Redis(own.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    const probe = new Redis(own.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    const table = new RedisRoutingTable({ client, keyPrefix: 'cost:' });
+    try {
+      const now = 1_700_000_000_000;
+      const commandsOf = async (fn: () => Promise<unknown>): Promise<Record<string, number>> => {
+        await probe.config('RESETSTAT');
+        await fn();
+        const counts: Record<string, number> = {};
+        for (const m of (await probe.info('commandstats')).matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) {
+          const command = m[1] as string;
+          if (!['config', 'info', 'eval', 'evalsha', 'script'].includes(command.split('|')[0] as string)) counts[command] = Number(m[2]);
+        }
+        return counts;
+      };
+      const platformCost = async (platform: 'linux/amd64' | 'linux/arm64', builders: number): Promise<Record<string, number>> => {
+        for (let i = 0; i < builders; i++) {
+          await table.registerBuilder({ agentId: `b${i}`, platform, fleet: 'local', capacity: 1, gatewayId: 'gw', nowMs: now + i, leaseMs: 600_000 });
+        }
+        // Warm the script cache so both counts see the same EVALSHA path.
+        await table.acquire({ buildId: 'first', project: 'first', platform, nowMs: now + 1_000, spillAfterMs: 1, allocationLeaseMs: 60_000 });
+        return commandsOf(async () => {
+          const r = await table.acquire({ buildId: 'x', project: 'new', platform, nowMs: now + 2_000, spillAfterMs: 1, allocationLeaseMs: 60_000 });
+          assert.equal(r.state === 'active' ? r.agentId : r.state, 'b1', 'the idle-longest left after b0 went to the first project');
+        });
+      };
+      const small = await platformCost('linux/amd64', 3);
+      const large = await platformCost('linux/arm64', 300);
+      assert.ok(Object.keys(small).length > 0, 'commands were counted');
+      assert.deepEqual(large, small);
+    } finally {
+      await table.close();
+      probe.disconnect();
+      await own.stop();
+    }
+  });
+
   it('reports an unreachable Redis as ROUTING_UNAVAILABLE naming the operation', async () => {
     const port = await freePort();
     const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null });

@@ -6,12 +6,13 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Platform } from '@slipway/proto';
 import { GatewayError } from '../../src/gatewayError.js';
-import type {
-  AcquireRequest,
-  AcquireResult,
-  AllocationRecord,
-  BuilderRegistration,
-  RoutingTable,
+import {
+  POOL_SCAN_LIMIT,
+  type AcquireRequest,
+  type AcquireResult,
+  type AllocationRecord,
+  type BuilderRegistration,
+  type RoutingTable,
 } from '../../src/routing/routingTable.js';
 
 export interface RoutingTableFixture {
@@ -367,6 +368,119 @@ export function routingTableContract(name: string, factory: () => Promise<Routin
           await rejectsWith(r(2).acquire(acquireReq('a-1', 'beta', T0 + 600)), 'FORBIDDEN');
           assertPending(await r(0).acquire(acquireReq('x-1', 'beta')), 'no-builder', 'beta');
           await rejectsWith(r(1).acquire(acquireReq('x-1', 'alpha')), 'FORBIDDEN');
+        }));
+    });
+
+    describe('pool', () => {
+      it('takes the builder idle longest: a used one is idle since its last build ended, ties go to the lower id', () =>
+        withTables(async ({ r, register }) => {
+          await register('b2', { nowMs: T0 });
+          await register('b1', { nowMs: T0, replica: 1 });
+          await register('b3', { nowMs: T0 + 50, replica: 2 });
+          const a = assertActive(await r(0).acquire(acquireReq('a-1', 'alpha', T0 + 100)), 'alpha');
+          assert.equal(a.agentId, 'b1', 'b1 and b2 idle since T0: the lower id');
+          await r(1).endAllocation('a-1', AMD, 'finished', '', T0 + 200);
+          await r(2).releaseBinding('b1', AMD);
+          assert.equal((await r(0).getBuilder('b1', AMD))?.lastUsedAtMs, T0 + 200);
+          const order: string[] = [];
+          for (const [i, project] of ['gamma', 'delta', 'epsilon'].entries()) {
+            order.push(assertActive(await r(i).acquire(acquireReq(`${project}-1`, project, T0 + 300 + i)), project).agentId);
+          }
+          assert.deepEqual(order, ['b2', 'b3', 'b1'], 'idle since T0, T0 + 50, T0 + 200');
+        }));
+
+      it('skips a pool builder whose lease passed, and takes it again once it registers as a new incarnation', () =>
+        withTables(async ({ r, register }) => {
+          const first = await register('old', { nowMs: T0 });
+          const expired = T0 + LEASE_MS;
+          assertPending(await r(1).acquire(acquireReq('a-1', 'alpha', expired)), 'no-builder', 'its only pool builder lost its lease');
+          assert.deepEqual((await r(2).listDemands(AMD)).map((d) => d.project), ['alpha'], 'the pool is empty: the fleet is asked');
+          await register('fresh', { nowMs: expired + 1, leaseMs: 100 * LEASE_MS, replica: 1 });
+          const second = await register('old', { nowMs: expired + 2, replica: 2 });
+          assert.notEqual(second, first);
+          const a = assertActive(await r(0).acquire(acquireReq('a-1', 'alpha', expired + 3)), 'alpha');
+          assert.equal(a.agentId, 'fresh', 'idle since its registration, before the new incarnation of old');
+          const b = assertActive(await r(1).acquire(acquireReq('b-1', 'beta', expired + 4)), 'beta');
+          assert.equal(b.agentId, 'old');
+          assert.equal(b.builderEpoch, second);
+        }));
+
+      it('skips a pool builder no replica links any more, until a renewal or a registration links it again', () =>
+        withTables(async ({ r, register }) => {
+          const e1 = await register('b1', { nowMs: T0, replica: 0 });
+          const e2 = await register('b2', { nowMs: T0 + 10, replica: 1 });
+          await register('b3', { nowMs: T0 + 20, replica: 2 });
+          const e4 = await register('b4', { nowMs: T0 + 30, replica: 0 });
+          await r(0).unlinkBuilder('b1', AMD, 'gw-0', e1);
+          await r(1).unlinkBuilder('b2', AMD, 'gw-1', e2);
+          const a = assertActive(await r(2).acquire(acquireReq('a-1', 'alpha', T0 + 100)), 'alpha');
+          assert.equal(a.agentId, 'b3', 'b1 and b2 have no link');
+          assert.equal(
+            await r(0).renewBuilder({ agentId: 'b1', platform: AMD, gatewayId: 'gw-0', epoch: e1, nowMs: T0 + 200, leaseMs: LEASE_MS, draining: false }),
+            true,
+          );
+          assert.equal(await register('b2', { nowMs: T0 + 200, replica: 2 }), e2, 'a link from another replica keeps the epoch');
+          const placed: string[] = [];
+          for (const [i, project] of ['beta', 'gamma', 'delta'].entries()) {
+            placed.push(assertActive(await r(i).acquire(acquireReq(`${project}-1`, project, T0 + 300 + i)), project).agentId);
+          }
+          assert.deepEqual(placed, ['b1', 'b2', 'b4'], 'back in the pool in idle order');
+
+          await r(0).releaseBinding('b4', AMD);
+          await r(1).endAllocation('delta-1', AMD, 'finished', '', T0 + 400);
+          await r(0).unlinkBuilder('b4', AMD, 'gw-0', e4);
+          await r(1).reap(AMD, T0 + 500);
+          assertPending(await r(2).acquire(acquireReq('e-1', 'epsilon', T0 + 600)), 'no-builder', 'b4 has no link');
+          assert.equal(
+            await r(0).renewBuilder({ agentId: 'b4', platform: AMD, gatewayId: 'gw-0', epoch: e4, nowMs: T0 + 700, leaseMs: LEASE_MS, draining: false }),
+            true,
+          );
+          assert.equal(assertActive(await r(1).acquire(acquireReq('e-1', 'epsilon', T0 + 800)), 'epsilon').agentId, 'b4');
+        }));
+
+      it('a builder released while it runs a build joins the pool when the build ends', () =>
+        withTables(async ({ r, register }) => {
+          await register('b1', { capacity: 2 });
+          assertActive(await r(0).acquire(acquireReq('a-1', 'alpha')), 'a-1');
+          await r(1).releaseBinding('b1', AMD);
+          assert.equal(await r(2).bindBuilder('b1', AMD, 'gamma'), false, 'still runs a build of alpha');
+          assertPending(await r(2).acquire(acquireReq('b-1', 'beta', T0 + 10)), 'no-builder', 'b1 still runs alpha');
+          assert.deepEqual((await r(0).listDemands(AMD)).map((d) => d.project), ['beta']);
+          await r(0).endAllocation('a-1', AMD, 'finished', '', T0 + 50);
+          const b = assertActive(await r(1).acquire(acquireReq('b-1', 'beta', T0 + 60)), 'beta');
+          assert.equal(b.agentId, 'b1');
+          assert.equal(b.warm, false);
+          assert.deepEqual(await r(2).boundBuilders('beta', AMD), ['b1']);
+        }));
+
+      it('a drained pool builder stays out of the pool until it comes back as a new incarnation', () =>
+        withTables(async ({ r, register }) => {
+          const epoch = await register('b1', { nowMs: T0 });
+          await register('b2', { nowMs: T0 + 100, leaseMs: 100 * LEASE_MS, replica: 1 });
+          assert.equal(await r(1).drainIfIdle('b1', AMD, epoch), true);
+          assert.equal(
+            await r(2).renewBuilder({ agentId: 'b1', platform: AMD, gatewayId: 'gw-0', epoch, nowMs: T0 + 200, leaseMs: LEASE_MS, draining: false }),
+            true,
+          );
+          assert.equal(assertActive(await r(0).acquire(acquireReq('a-1', 'alpha', T0 + 300)), 'alpha').agentId, 'b2');
+          assertPending(await r(1).acquire(acquireReq('b-1', 'beta', T0 + 400)), 'no-builder', 'b1 is draining');
+          const back = await register('b1', { nowMs: T0 + 200 + LEASE_MS, replica: 2 });
+          assert.notEqual(back, epoch);
+          const b = assertActive(await r(2).acquire(acquireReq('b-1', 'beta', T0 + 201 + LEASE_MS)), 'beta');
+          assert.equal(b.agentId, 'b1');
+          assert.equal(b.builderEpoch, back);
+        }));
+
+      it(`looks at ${POOL_SCAN_LIMIT} pool entries at most: past that many lapsed ones the build stays pending without a demand, and its next acquire looks further`, () =>
+        withTables(async ({ r, register }) => {
+          for (let i = 0; i <= POOL_SCAN_LIMIT; i++) await register(`lapsed-${String(i).padStart(3, '0')}`, { nowMs: T0, replica: i });
+          await register('live', { nowMs: T0 + 1, leaseMs: 100 * LEASE_MS, replica: 1 });
+          const expired = T0 + LEASE_MS;
+          assertPending(await r(0).acquire(acquireReq('a-1', 'alpha', expired)), 'no-builder', `${POOL_SCAN_LIMIT + 1} lapsed builders ahead of the live one`);
+          assert.deepEqual(await r(1).listDemands(AMD), [], 'the pool is not known to be empty: the fleet is not asked');
+          const placed = assertActive(await r(2).acquire(acquireReq('a-1', 'alpha', expired + 1)), 'the next acquire');
+          assert.equal(placed.agentId, 'live');
+          assert.equal(placed.waitedMs, 1);
         }));
     });
 
