@@ -1,5 +1,6 @@
 import { createLogger, type Platform } from '@slipway/proto';
 import { Gateway, type GatewayOptions, MemoryRoutingTable, TokenIssuer, TokenVerifier, makeTestPki, parseBearer, type RoutingTable, type TestPki } from '@slipway/gateway';
+import { GatewayError, MemoryIdentityStore, ProjectAdmin, RevocationList, validateTrustPolicy, type StoredTrustPolicy } from '@slipway/gateway';
 import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
@@ -33,6 +34,8 @@ export interface StackOptions {
   buildLeaseMs?: number;
   /** Whether builds may wait for a fleet to bring a builder up (default: no, as with local agents). */
   canProvision?: (platform: Platform) => boolean;
+  /** Serve the admin API (projects, tokens, trust policies) from an in-memory identity store; revoked tokens are refused. */
+  identity?: boolean;
 }
 
 export interface SlipwayStack {
@@ -44,6 +47,8 @@ export interface SlipwayStack {
   caPath: string;
   agents: Map<string, Agent>;
   clientToken(project?: string, opts?: { scopes?: string[]; ttlSec?: number }): Promise<string>;
+  /** An admin token (audience slipway-admin) for the admin API of a stack started with `identity`. */
+  adminToken(subject?: string): Promise<string>;
   agentToken(agentId: string): Promise<string>;
   startAgent(spec: StackAgentSpec): Promise<Agent>;
   restartGateway(): Promise<void>;
@@ -61,6 +66,34 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
   const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;
   const issuer = new TokenIssuer({ issuer: 'slipway-test', privateJwk: pki.signingKey.privateJwk });
   const verifier = new TokenVerifier({ issuer: 'slipway-test', keys: [pki.signingKey.publicJwk] });
+  const identityLog = createLogger('identity', quiet);
+  const identityStore = options.identity ? new MemoryIdentityStore() : undefined;
+  // One store and revocation list for the stack's life: they outlive restartGateway().
+  const identity: GatewayOptions['identity'] = identityStore
+    ? (() => {
+        const revocations = new RevocationList({ store: identityStore, refreshIntervalMs: 60_000, log: identityLog });
+        return {
+          admin: new ProjectAdmin({
+            store: identityStore,
+            issuer,
+            revocations,
+            log: identityLog,
+            maxTokenTtlSec: 90 * 86_400,
+            // As the gateway program does: a bad policy is the caller's mistake (400), naming every problem.
+            validateTrustPolicy: (input) => {
+              try {
+                return validateTrustPolicy(input) as unknown as StoredTrustPolicy;
+              } catch (err) {
+                throw new GatewayError('BAD_REQUEST', (err as Error).message);
+              }
+            },
+          }),
+          revocations,
+          verifyAdmin: (token) => verifier.verifyAdmin(token),
+          publicKeys: () => [pki.signingKey.publicJwk],
+        };
+      })()
+    : undefined;
   const makeGateway = (port: number): Gateway =>
     new Gateway({
       gatewayId: options.gatewayId ?? 'gw-test',
@@ -81,6 +114,7 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
       internalCa: Buffer.from(pki.caCertPem),
       admission: options.admission,
       canProvision: options.canProvision,
+      identity,
       placement: {
         spillAfterMs: options.spillAfterMs ?? 2_000,
         buildLeaseMs: options.buildLeaseMs ?? 30_000,
@@ -106,6 +140,7 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
     agents,
     clientToken: (project = 'demo', opts = {}) =>
       issuer.issueClientToken({ project, subject: 'tester', scopes: opts.scopes ?? ['build'], ttlSec: opts.ttlSec ?? 3600 }),
+    adminToken: (subject = 'test-admin') => issuer.issueAdminToken(subject, 3600),
     agentToken: (agentId) => issuer.issueAgentToken({ agentId, fleet: 'test', ttlSec: 3600 }),
     async startAgent(spec) {
       const config = loadAgentConfig(
