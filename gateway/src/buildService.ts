@@ -5,6 +5,7 @@ import type { ClientIdentity } from './authenticator.js';
 import type { TokenIssuer } from './tokenIssuer.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { AllocationRecord, PendingReason, RoutingTable } from './routing/routingTable.js';
+import { ephemeralProjectFor } from './ephemeralProject.js';
 
 export interface BuildServiceOptions {
   table: RoutingTable;
@@ -21,6 +22,8 @@ export interface BuildServiceOptions {
   buildTokenTtlSec: number;
   /** Whether the fleet can bring up a builder of this platform (false for the local fleet). */
   canProvision: (platform: Platform) => boolean;
+  /** Whether the project runs builds from untrusted CI identities on throwaway builders. */
+  isolateUntrusted?: (project: string) => Promise<boolean>;
   now?: () => number;
 }
 
@@ -94,12 +97,26 @@ export class BuildService {
     };
   }
 
+  // The name placement knows the build's project by: the project itself, or, for an untrusted
+  // identity of a project that isolates those, a project of the build's own (a throwaway builder).
+  private async placementProject(identity: ClientIdentity, buildId: string, platform: Platform): Promise<string> {
+    if (!identity.untrusted || !(await this.options.isolateUntrusted?.(identity.project))) return identity.project;
+    if (!this.options.canProvision(platform)) {
+      throw new GatewayError(
+        'FORBIDDEN',
+        `project '${identity.project}' runs untrusted builds on throwaway builders, and this gateway's fleet cannot provide a ${platform} one`,
+      );
+    }
+    return ephemeralProjectFor(identity.project, buildId);
+  }
+
   async acquire(identity: ClientIdentity, buildId: string, platformInput: unknown): Promise<AcquireAnswer> {
     this.authorize(identity, buildId);
     const platform = parsePlatform(platformInput);
+    const project = await this.placementProject(identity, buildId, platform);
     const result = await this.options.table.acquire({
       buildId,
-      project: identity.project,
+      project,
       platform,
       nowMs: this.now(),
       spillAfterMs: this.options.spillAfterMs,
@@ -186,7 +203,7 @@ export class BuildService {
     if (allocation === undefined) {
       throw new GatewayError('NO_CAPACITY', `build ${buildId} has no builder for ${platform}: acquire one first (POST /v1/builds/${buildId}/acquire)`);
     }
-    if (allocation.project !== identity.project) {
+    if (allocation.project !== identity.project && allocation.project !== ephemeralProjectFor(identity.project, buildId)) {
       throw new GatewayError('FORBIDDEN', `build ${buildId} belongs to another project`);
     }
     switch (allocation.state) {

@@ -71,6 +71,8 @@ export interface GatewayOptions {
     verifyAdmin: (token: string) => Promise<{ subject: string }>;
     publicKeys: () => JWK[];
     oidc?: OidcExchange;
+    /** Whether a project runs builds from untrusted CI identities on throwaway builders. */
+    isolateUntrusted?: (project: string) => Promise<boolean>;
   };
   /** Rate limits and stream quotas (default DEFAULT_ABUSE_LIMITS). */
   limits?: AbuseLimits;
@@ -161,6 +163,7 @@ export class Gateway {
       buildHeartbeatIntervalMs: options.placement.buildHeartbeatIntervalMs,
       buildTokenTtlSec: options.placement.buildTokenTtlSec,
       canProvision: options.canProvision ?? (() => false),
+      isolateUntrusted: options.identity?.isolateUntrusted,
     });
     this.registry = new BuilderRegistry({
       table: options.table,

@@ -99,6 +99,7 @@ async function main(): Promise<void> {
       verifyAdmin: (token) => verifier.verifyAdmin(token),
       publicKeys: () => ring.map((k) => k.publicJwk),
       oidc,
+      isolateUntrusted: async (project) => (await identity.store.getProject(project))?.isolateUntrusted ?? false,
     },
     limits: config.limits,
     auditSink: audit,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { describe, it } from 'node:test';
 import { createLogger } from '@slipway/proto';
 import { BuildService } from '../src/buildService.js';
@@ -13,7 +14,7 @@ const key = generateSigningKey('build-test');
 const issuer = new TokenIssuer({ issuer: 'slipway-test', privateJwk: key.privateJwk });
 const verifier = new TokenVerifier({ issuer: 'slipway-test', keys: [key.publicJwk] });
 
-function fixture(options: { canProvision?: boolean; ttlSec?: number } = {}) {
+function fixture(options: { canProvision?: boolean; ttlSec?: number; isolate?: string[] } = {}) {
   // Real time: build tokens are issued and verified against the wall clock.
   let nowMs = Date.now();
   const table = new MemoryRoutingTable();
@@ -31,6 +32,7 @@ function fixture(options: { canProvision?: boolean; ttlSec?: number } = {}) {
     buildHeartbeatIntervalMs: 2_000,
     buildTokenTtlSec: options.ttlSec ?? 3_600,
     canProvision: () => options.canProvision ?? false,
+    isolateUntrusted: async (project) => (options.isolate ?? []).includes(project),
     now: () => nowMs,
   });
   const builder = (agentId: string, capacity = 1) =>
@@ -41,7 +43,12 @@ function fixture(options: { canProvision?: boolean; ttlSec?: number } = {}) {
     const created = await builds.create(await projectIdentity(project), ['linux/amd64']);
     return { created, identity: await verifier.verifyClient(created.token) };
   };
-  return { table, metrics, builds, builder, projectIdentity, newBuild, advance: (ms: number) => (nowMs += ms) };
+  const untrustedBuild = async (project: string) => {
+    const projectToken = await issuer.issueProjectToken({ project, subject: 'oidc:repo:fork/web:pull_request', scopes: ['build'], ttlSec: 600, tokenId: crypto.randomUUID(), untrusted: true });
+    const created = await builds.create(await verifier.verifyClient(projectToken), ['linux/amd64']);
+    return { created, identity: await verifier.verifyClient(created.token) };
+  };
+  return { table, metrics, builds, builder, projectIdentity, newBuild, untrustedBuild, advance: (ms: number) => (nowMs += ms) };
 }
 
 describe('BuildService', () => {
@@ -150,5 +157,41 @@ describe('BuildService', () => {
     const next = await f.newBuild('web');
     const placed = await f.builds.acquire(next.identity, next.created.buildId, 'linux/amd64');
     assert.ok(placed.state === 'active' && placed.builder.agentId === 'b1');
+  });
+});
+
+describe('untrusted CI identities', () => {
+  it("run on a throwaway builder, never the project's warm one, when the project isolates them", async () => {
+    const f = fixture({ canProvision: true, isolate: ['web'] });
+    await f.builder('warm', 4);
+    await f.builder('spare', 4);
+    const trusted = await f.newBuild('web');
+    const t = await f.builds.acquire(trusted.identity, trusted.created.buildId, 'linux/amd64');
+    assert.ok(t.state === 'active');
+    const fork = await f.untrustedBuild('web');
+    assert.equal(fork.identity.untrusted, true, 'the build token carries the untrusted mark');
+    const u = await f.builds.acquire(fork.identity, fork.created.buildId, 'linux/amd64');
+    assert.ok(u.state === 'active' && u.builder.agentId !== t.builder.agentId, 'not on the warm builder, although it has room');
+    assert.equal(u.warm, false);
+    const bound = await f.table.boundBuilders('web', 'linux/amd64');
+    assert.deepEqual(bound, [t.builder.agentId], 'the throwaway builder is never bound to the project');
+    assert.deepEqual(await f.builds.builderFor(fork.identity, 'linux/amd64'), { agentId: u.builder.agentId, buildId: fork.created.buildId });
+  });
+
+  it('are refused where the fleet cannot provide a throwaway builder', async () => {
+    const f = fixture({ canProvision: false, isolate: ['web'] });
+    await f.builder('warm', 4);
+    const fork = await f.untrustedBuild('web');
+    await assert.rejects(f.builds.acquire(fork.identity, fork.created.buildId, 'linux/amd64'), (e: GatewayError) => e.code === 'FORBIDDEN' && /throwaway/.test(e.message));
+  });
+
+  it("share the project's builders when the project does not isolate them", async () => {
+    const f = fixture({ canProvision: false, isolate: [] });
+    await f.builder('warm', 4);
+    const trusted = await f.newBuild('web');
+    await f.builds.acquire(trusted.identity, trusted.created.buildId, 'linux/amd64');
+    const fork = await f.untrustedBuild('web');
+    const u = await f.builds.acquire(fork.identity, fork.created.buildId, 'linux/amd64');
+    assert.ok(u.state === 'active' && u.builder.agentId === 'warm' && u.warm);
   });
 });

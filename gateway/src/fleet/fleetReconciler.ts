@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Platforms, type Logger, type Platform } from '@slipway/proto';
 import { toGatewayError, type GatewayError } from '../gatewayError.js';
+import { isEphemeralProject } from '../ephemeralProject.js';
 import type { GatewayMetrics } from '../metrics.js';
 import type { BuilderRecord, Demand, RoutingTable } from '../routing/routingTable.js';
 import { isDryRunInstanceId } from './ec2FleetProvider.js';
@@ -328,7 +329,9 @@ export class FleetReconciler {
       const b = byInstance.get(inst.instanceId);
       // Not linked: booting (not registered yet) or its agent is gone; nothing says it is idle.
       if (b === undefined || !isLinked(b, pass.nowMs) || b.active > 0) continue;
-      if (pass.nowMs - b.lastUsedAtMs < this.options.idleStopMs) continue;
+      // A throwaway builder (an untrusted build's) is done once idle: it is terminated, not kept.
+      const ephemeral = isEphemeralProject(b.project);
+      if (!ephemeral && pass.nowMs - b.lastUsedAtMs < this.options.idleStopMs) continue;
       // Drained first, as a compare-and-set against placement: a build placed after our read
       // makes it fail, and the builder keeps running. Already draining (our earlier stop failed,
       // or its agent is shutting down): stop it.
@@ -337,6 +340,10 @@ export class FleetReconciler {
           this.options.table.drainIfIdle(b.agentId, platform, b.epoch),
         );
         if (!drained.ok || !drained.value) continue;
+      }
+      if (ephemeral) {
+        await this.terminate(pass, platform, inst, true);
+        continue;
       }
       const stopped = await this.act(pass, 'stop', { platform, instance: inst, project: b.project }, () => pass.fleet.stop([inst.instanceId]));
       if (stopped.ok) inst.state = 'stopping';

@@ -13,6 +13,7 @@ import { LeaderElection } from '../../src/fleet/leaderElection.js';
 import { FleetReconciler, demandClientToken, type FleetReconcilerOptions, type ReconcileReport } from '../../src/fleet/fleetReconciler.js';
 import { createGatewayMetrics, type Counter, type GatewayMetrics } from '../../src/metrics.js';
 import { FAKE_EC2_CREDENTIALS, FakeEc2Server, indexedValues, type FakeLaunchTemplate } from '../support/index.js';
+import { ephemeralProjectFor } from '../../src/ephemeralProject.js';
 
 const AMD: FakeLaunchTemplate = { id: 'lt-0a1b2c3d4e5f60718', name: 'builder-amd64', architecture: 'x86_64', instanceType: 'c6id.xlarge' };
 const ARM: FakeLaunchTemplate = { id: 'lt-0f1e2d3c4b5a69788', name: 'builder-arm64', architecture: 'arm64', instanceType: 'c7gd.xlarge' };
@@ -495,4 +496,27 @@ test('a replica that is not the leader does nothing at all', async (t) => {
   const report = await s.pass();
   assert.equal(report.leader, false);
   assert.equal(s.fake.calls.length, 0);
+});
+
+test("an untrusted build's throwaway builder is launched fresh and terminated (not stopped) as soon as its build ends, binding released", async (t) => {
+  const s = await setup(t);
+  const project = ephemeralProjectFor('acme', '00000000-0000-4000-8000-0000000000f0');
+  assert.equal((await s.want('fork-build', project)).state, 'pending');
+  await s.pass();
+  const inst = only(s.live(), 'throwaway instance');
+  assert.equal(inst.tags.get(PROJECT_TAG), project);
+  const epoch = await s.boot(inst.instanceId);
+  assertActive(await s.want('fork-build', project), inst.instanceId);
+  // The build is still running: nothing happens to its builder.
+  s.clock.nowMs += 1_000;
+  await s.pass();
+  assert.equal(s.fake.callsOf('TerminateInstances').length, 0);
+  await s.table.endAllocation('fork-build', 'linux/amd64', 'finished', 'done', s.clock.nowMs);
+  // Idle for far less than the idle-stop time, and yet: a throwaway builder is not kept.
+  s.clock.nowMs += 1_000;
+  await s.pass();
+  assert.equal(s.fake.callsOf('StopInstances').length, 0, 'never stopped to be reused');
+  assert.equal(s.fake.callsOf('TerminateInstances').length, 1);
+  assert.deepEqual(await s.table.boundBuilders(project, 'linux/amd64'), [], 'its binding is released with it');
+  assert.ok(epoch > 0);
 });
