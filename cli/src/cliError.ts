@@ -58,7 +58,7 @@ export function toCliError(err: unknown): CliError {
 //    13   BUILD_ENDED          the gateway ended the build (finished, cancelled or expired)
 //    14   INVALID_REQUEST      the gateway refused what was asked (its message names every problem)
 //    15   NOT_FOUND            no such project, token or trust policy
-//    16   CONFLICT             it already exists (a project, a trust policy id)
+//    16   CONFLICT             it already exists (a project)
 //    17   RATE_LIMITED         the gateway asks to slow down; retrying later can succeed
 //    18   ISSUER_UNAVAILABLE   the gateway could not check the CI's OIDC token with its issuer;
 //                              retrying later can succeed
