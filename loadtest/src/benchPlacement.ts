@@ -61,7 +61,7 @@ async function main(config: PlacementConfig): Promise<void> {
     }
   }
   const verdicts: Verdict[] = [];
-  const warm = simulation === undefined ? undefined : warmVerdict(simulation, config.spillAfterMs, formatWait);
+  const warm = simulation === undefined ? undefined : warmVerdict(simulation, { spillAfterMs: config.spillAfterMs, builders: config.builders, retentionMs: config.idleRetentionMs }, formatWait);
   if (warm !== undefined) verdicts.push(warm);
   const targetRuns = redis?.runs.filter((r) => r.result.mode === 'open-loop') ?? [];
   for (const run of targetRuns) verdicts.push(latencyVerdict(run, config));

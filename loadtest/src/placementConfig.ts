@@ -20,6 +20,11 @@ export interface PlacementConfig {
   capacity: number;
   /** Offered slot utilisations to run, as fractions (0.5 = 50%). */
   loads: number[];
+  /**
+   * One more load, whose arrival rate makes the distinct projects building per retention window
+   * this share of the builders (0.6 = 60%); 0 leaves it out.
+   */
+  workingSetShare: number;
   buildMedianMs: number;
   buildSigma: number;
   buildMaxMs: number;
@@ -65,6 +70,12 @@ const FLAGS: Record<string, Flag> = {
   '--builders': { env: 'SLIPWAY_BENCH_BUILDERS', help: 'builders (VMs) in the simulation, one platform' },
   '--capacity': { env: 'SLIPWAY_BENCH_CAPACITY', help: 'builds a builder runs at once (simulation)' },
   '--loads': { env: 'SLIPWAY_BENCH_LOADS', help: 'offered slot utilisations to simulate, percent, comma-separated' },
+  '--working-set-percent': {
+    env: 'SLIPWAY_BENCH_WORKING_SET_PERCENT',
+    help:
+      'one more load, before --loads: the arrival rate at which the distinct projects building per retention window are this percent ' +
+      'of the builders (below 100, each can keep a builder: capacity suffices by construction); 0 leaves it out',
+  },
   '--build-median-s': { env: 'SLIPWAY_BENCH_BUILD_MEDIAN_S', help: 'median build duration (lognormal), virtual seconds' },
   '--build-sigma': { env: 'SLIPWAY_BENCH_BUILD_SIGMA', help: 'sigma of the build duration lognormal' },
   '--build-max-min': { env: 'SLIPWAY_BENCH_BUILD_MAX_MIN', help: 'longer builds are cut to this, virtual minutes' },
@@ -112,6 +123,7 @@ const DEFAULTS: Record<string, string> = {
   '--builders': '200',
   '--capacity': '2',
   '--loads': '50,90',
+  '--working-set-percent': '60',
   '--build-median-s': '180',
   '--build-sigma': '0.6',
   '--build-max-min': '60',
@@ -156,6 +168,7 @@ export function loadPlacementConfig(env: Env, argv: readonly string[]): Placemen
     builders: int('--builders', 200, 1, 10_000),
     capacity: int('--capacity', 2, 1, 64),
     loads: readPercentList(e, 'SLIPWAY_BENCH_LOADS', [50, 90], problems).map((p) => p / 100),
+    workingSetShare: int('--working-set-percent', 60, 0, 1000) / 100,
     buildMedianMs: int('--build-median-s', 180, 1, 86_400) * 1000,
     buildSigma: dec('--build-sigma', 0.6, 0, 3),
     buildMaxMs: int('--build-max-min', 60, 1, 1440) * 60_000,
@@ -187,6 +200,12 @@ export function loadPlacementConfig(env: Env, argv: readonly string[]): Placemen
   if (config.redisProjects > config.redisBuilders) {
     problems.push(`SLIPWAY_BENCH_REDIS_PROJECTS (${config.redisProjects}) must not exceed SLIPWAY_BENCH_REDIS_BUILDERS (${config.redisBuilders})`);
   }
+  // The rate is found by raising it until that many distinct projects build: there must be more projects than that.
+  if (config.workingSetShare * config.builders >= config.projects) {
+    problems.push(
+      `SLIPWAY_BENCH_WORKING_SET_PERCENT (${Math.round(config.workingSetShare * 100)}% of ${config.builders} builders) must ask for fewer projects per window than SLIPWAY_BENCH_PROJECTS (${config.projects})`,
+    );
+  }
   if (problems.length > 0) throw new BenchError('CONFIG_INVALID', `invalid bench configuration:\n  - ${problems.join('\n  - ')}`);
   return config;
 }
@@ -200,7 +219,8 @@ export function placementUsage(): string {
     `Usage: npm run bench:placement -- [flags]\n` +
     `Part 1 (simulation): one seeded trace of builds (Zipf projects, Poisson arrivals, lognormal durations)\n` +
     `placed by Slipway's MemoryRoutingTable on a virtual clock, by a random placer and by consistent hashing;\n` +
-    `warm-hit ratio, spills and queue waits at each --loads level.\n` +
+    `warm-hit ratio, spills and queue waits at a working-set load (--working-set-percent: few enough projects build per retention\n` +
+    `window for each to keep a builder, so capacity suffices) and at each --loads level (offered slot utilisation).\n` +
     `Part 2 (redis): a throwaway redis-server, --redis-replicas RedisRoutingTable instances round-robin,\n` +
     `open-loop placements (acquire + endAllocation) at --redis-rate, then a closed-loop max-throughput run.\n` +
     `Every flag can also be given as the environment variable shown (the flag wins).\n` +

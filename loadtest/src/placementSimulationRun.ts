@@ -7,19 +7,55 @@ import { SLIPWAY, type SimulatedLoad } from './placementResults.js';
 import { SeededRandom } from './seededRandom.js';
 import { simulateSharedBuilders } from './sharedBuilderSimulation.js';
 import { simulateSlipway } from './slipwaySimulation.js';
+import { buildsPerMinuteForDistinctProjects } from './workingSet.js';
+import { ZipfSampler } from './zipfSampler.js';
 
 // Part 1 of bench:placement: for each load level, one trace from the seed and every placer on it.
+// The levels: the working-set load (its arrival rate chosen so that few enough projects build per
+// retention window for each to keep a builder), then each offered slot utilisation of --loads.
 
 const PLATFORM = 'linux/amd64';
 export const SLIPWAY_EVICT = 'slipway+evict';
 
+interface LoadLevel {
+  label: string;
+  buildsPerMinute: number;
+  utilisationTarget: number;
+  workingSet: SimulatedLoad['workingSet'];
+}
+
+function loadLevels(config: PlacementConfig): LoadLevel[] {
+  const slots = config.builders * config.capacity;
+  const meanBuildMinutes = lognormalMean(config.buildMedianMs, config.buildSigma) / 60_000;
+  const levels: LoadLevel[] = [];
+  if (config.workingSetShare > 0) {
+    const projectsPerWindow = config.workingSetShare * config.builders;
+    const zipf = new ZipfSampler(config.projects, config.zipfExponent);
+    const buildsPerMinute = buildsPerMinuteForDistinctProjects(zipf, projectsPerWindow, config.idleRetentionMs);
+    levels.push({
+      label: `ws ${(config.workingSetShare * 100).toFixed(0)}%`,
+      buildsPerMinute,
+      utilisationTarget: (buildsPerMinute * meanBuildMinutes) / slots,
+      workingSet: { share: config.workingSetShare, targetProjectsPerWindow: projectsPerWindow },
+    });
+  }
+  for (const utilisation of config.loads) {
+    levels.push({
+      label: `${(utilisation * 100).toFixed(0)}%`,
+      buildsPerMinute: (utilisation * slots) / meanBuildMinutes,
+      utilisationTarget: utilisation,
+      workingSet: undefined,
+    });
+  }
+  return levels;
+}
+
 export async function runPlacementSimulation(config: PlacementConfig, progress: (line: string) => void): Promise<SimulatedLoad[]> {
   const loads: SimulatedLoad[] = [];
   const slots = config.builders * config.capacity;
-  const meanBuildMinutes = lognormalMean(config.buildMedianMs, config.buildSigma) / 60_000;
-  for (const utilisation of config.loads) {
+  for (const level of loadLevels(config)) {
     const started = performance.now();
-    const buildsPerMinute = (utilisation * slots) / meanBuildMinutes;
+    const { buildsPerMinute } = level;
     const trace = makeTrace({
       seed: config.seed,
       projects: config.projects,
@@ -32,7 +68,7 @@ export async function runPlacementSimulation(config: PlacementConfig, progress: 
       durationMaxMs: config.buildMaxMs,
       retentionMs: config.idleRetentionMs,
     });
-    const label = `load ${(utilisation * 100).toFixed(0)}%`;
+    const label = `load ${level.label}`;
     progress(`${label}: ${trace.count} builds; simulating slipway`);
     const common = {
       builders: config.builders,
@@ -59,7 +95,9 @@ export async function runPlacementSimulation(config: PlacementConfig, progress: 
       if (trace.repeat[i]) repeatBuilds++;
     }
     loads.push({
-      utilisationTarget: utilisation,
+      label: level.label,
+      workingSet: level.workingSet,
+      utilisationTarget: level.utilisationTarget,
       offeredUtilisation: offeredUtilisation(trace, slots),
       buildsPerMinute,
       traceBuilds: trace.count,

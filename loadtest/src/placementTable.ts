@@ -35,17 +35,24 @@ function simulationSection(r: PlacementResults, loads: SimulatedLoad[]): string[
     `warm % = warm repeat builds / repeat builds; a repeat build's project had a build arrive within the last ${retention}; ` +
       `"first" builds (no build of the project in that window) are apart, with how many of them landed warm anyway`,
     `spills: slipway - placed on a pool builder though the project had builders; hash - not on the project's ring builder; random has no preference`,
+    `loads: "ws N%" has its arrival rate chosen so that the distinct projects building per ${retention} are N% of the ${c.builders} builders ` +
+      `(each can keep a builder for its cache: capacity suffices by construction); "N%" offers N% of the build slots, whatever that makes the working set`,
     '',
   ];
   const header = ['load', 'placer', 'repeat', 'warm', 'warm %', 'first (warm)', 'spills', 'wait p50', 'wait p99', 'wait max', 'peak queue', 'placed', 'unplaced'];
   const rows: string[][] = [];
   for (const l of loads) {
-    for (const p of l.placers) rows.push(placerRow(`${pct(l.utilisationTarget, 0)}`, p));
+    for (const p of l.placers) rows.push(placerRow(l.label, p));
   }
   out.push(textTable(header, rows), '');
   for (const l of loads) {
+    const rate =
+      l.workingSet === undefined
+        ? ''
+        : `rate ${l.buildsPerMinute.toFixed(2)} builds/min computed for a mean ${l.workingSet.targetProjectsPerWindow.toFixed(0)} distinct projects per ${retention} ` +
+          `(${pct(l.workingSet.share, 0)} of ${c.builders} builders); `;
     out.push(
-      `load ${pct(l.utilisationTarget, 0)}: offered ${pct(l.offeredUtilisation, 1)} of slots, ${l.buildsPerMinute.toFixed(1)} builds/min, ` +
+      `load ${l.label}: ${rate}offered ${pct(l.offeredUtilisation, 1)} of slots, ${l.buildsPerMinute.toFixed(1)} builds/min, ` +
         `${l.measuredBuilds} measured builds (${l.repeatBuilds} repeats); ${l.distinctProjectsPerWindow.toFixed(0)} distinct projects build per ${retention} ` +
         `against ${c.builders} builders; clairvoyant ceiling for builds started in arrival order (one project per builder, Belady eviction, no slot limit) ${pct(l.ceiling.warmRatio, 1)} warm; ` +
         `bindings released: ${Object.entries(l.bindingsReleased)

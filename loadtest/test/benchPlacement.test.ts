@@ -63,13 +63,19 @@ describe('bench:placement --quick', () => {
     assert.equal(files.length, 1, `files in ${outDir}: ${files.join(', ')}`);
     assert.match(files[0]!, /^placement-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ\.json$/);
     results = JSON.parse(await readFile(path.join(outDir, files[0]!), 'utf8')) as PlacementResults;
-    assert.equal(results.schema, 'slipway-bench-placement/1');
+    assert.equal(results.schema, 'slipway-bench-placement/2');
   });
 
-  it('simulates every placer at both loads on the same builds, and places all of them', () => {
+  it('simulates every placer at the working-set load and both slot loads on the same builds, and places all of them', () => {
     assert.ok(results, 'no results file (see the first test)');
     const sim = results.simulation!;
-    assert.deepEqual(sim.map((l) => l.utilisationTarget), [0.5, 0.9]);
+    assert.deepEqual(sim.map((l) => l.label), ['ws 60%', '50%', '90%']);
+    assert.deepEqual(sim.map((l) => l.utilisationTarget).slice(1), [0.5, 0.9]);
+    const ws = sim[0]!;
+    assert.deepEqual(ws.workingSet, { share: 0.6, targetProjectsPerWindow: 120 });
+    // Its working set fits in the builders, unlike the slot loads': what the load is for.
+    assert.ok(ws.distinctProjectsPerWindow < results.config.builders, `${ws.distinctProjectsPerWindow} projects per window`);
+    assert.ok(sim[1]!.distinctProjectsPerWindow > results.config.builders, `${sim[1]!.distinctProjectsPerWindow} projects per window at 50%`);
     for (const load of sim) {
       assert.deepEqual(load.placers.map((p) => p.placer), ['slipway', 'slipway+evict', 'random', 'consistent-hash']);
       for (const p of load.placers) {
@@ -100,5 +106,7 @@ describe('bench:placement --quick', () => {
     assert.match(run.stdout, /^run\s+answered\/s\s+placed\/s/m);
     assert.equal((run.stdout.match(/^ {2}(MET|NOT MET) /gm) ?? []).length, 3);
     assert.match(run.stdout, /seed \d+/);
+    assert.match(run.stdout, /^ws 60%\s+slipway\s/m);
+    assert.match(run.stdout, /^ {2}(MET|NOT MET) {2}>= 95\.0% warm hits when capacity suffices, with queue wait p99 .*load ws 60%/m);
   });
 });
