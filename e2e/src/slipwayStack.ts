@@ -1,6 +1,7 @@
 import { createLogger, type Platform } from '@slipway/proto';
 import { Gateway, type GatewayOptions, MemoryRoutingTable, TokenIssuer, TokenVerifier, makeTestPki, parseBearer, type RoutingTable, type TestPki } from '@slipway/gateway';
-import { GatewayError, MemoryIdentityStore, ProjectAdmin, RevocationList, validateTrustPolicy, type StoredTrustPolicy } from '@slipway/gateway';
+import { GatewayError, MemoryIdentityStore, ProjectAdmin, RevocationList, validateTrustPolicy, type StoredTrustPolicy, type IdentityStore } from '@slipway/gateway';
+import { OidcExchange, OidcIssuerKeys, OidcVerifier } from '@slipway/gateway';
 import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
@@ -36,6 +37,16 @@ export interface StackOptions {
   canProvision?: (platform: Platform) => boolean;
   /** Serve the admin API (projects, tokens, trust policies) from an in-memory identity store; revoked tokens are refused. */
   identity?: boolean;
+  /** With `identity`: the store to use (replicas share one); default a fresh in-memory store. */
+  identityStore?: IdentityStore;
+  /** With `identity`: exchange CI OIDC tokens, trusting issuers' HTTPS through this extra CA. */
+  oidcCa?: string | Buffer;
+  /** With `identity`: how long an issuer's JWKS is not refetched for another unknown kid (default the gateway's). */
+  oidcUnknownKidCooldownMs?: number;
+  /** Rate limits and stream quotas (default the gateway's). */
+  limits?: GatewayOptions['limits'];
+  /** Collects the audit log's lines. */
+  auditLines?: string[];
 }
 
 export interface SlipwayStack {
@@ -67,7 +78,7 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
   const issuer = new TokenIssuer({ issuer: 'slipway-test', privateJwk: pki.signingKey.privateJwk });
   const verifier = new TokenVerifier({ issuer: 'slipway-test', keys: [pki.signingKey.publicJwk] });
   const identityLog = createLogger('identity', quiet);
-  const identityStore = options.identity ? new MemoryIdentityStore() : undefined;
+  const identityStore = options.identity ? (options.identityStore ?? new MemoryIdentityStore()) : undefined;
   // One store and revocation list for the stack's life: they outlive restartGateway().
   const identity: GatewayOptions['identity'] = identityStore
     ? (() => {
@@ -91,6 +102,17 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
           revocations,
           verifyAdmin: (token) => verifier.verifyAdmin(token),
           publicKeys: () => [pki.signingKey.publicJwk],
+          oidc: new OidcExchange({
+            store: identityStore,
+            verifier: new OidcVerifier({ issuerKeys: new OidcIssuerKeys({
+              ...(options.oidcCa ? { extraCa: options.oidcCa } : {}),
+              ...(options.oidcUnknownKidCooldownMs !== undefined ? { unknownKidCooldownMs: options.oidcUnknownKidCooldownMs } : {}),
+            }) }),
+            issuer,
+            log: identityLog,
+            defaultTokenTtlSec: 900,
+          }),
+          isolateUntrusted: async (project) => (await identityStore.getProject(project))?.isolateUntrusted ?? false,
         };
       })()
     : undefined;
@@ -115,6 +137,8 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
       admission: options.admission,
       canProvision: options.canProvision,
       identity,
+      limits: options.limits,
+      auditSink: options.auditLines ? (line) => void options.auditLines!.push(line) : undefined,
       placement: {
         spillAfterMs: options.spillAfterMs ?? 2_000,
         buildLeaseMs: options.buildLeaseMs ?? 30_000,

@@ -54,3 +54,4 @@ export {
   type OidcIdentity,
   type OidcAlgorithm,
 } from './oidc/oidcVerifier.js';
+export { OidcExchange, type ExchangedToken } from './oidcExchange.js';
