@@ -116,6 +116,10 @@ describe('RedisRoutingTable specifics', () => {
       await table.endAllocation('x', 'linux/amd64', 'finished', '', now + 10_500);
       await table.releaseBinding('b2', 'linux/amd64');
       assert.deepEqual(await probe.zrange(key, 0, -1, 'WITHSCORES'), ['b3', String(now + 200), 'b2', String(now + 10_500)], 'back, idle since its build ended');
+      const b3 = await table.getBuilder('b3', 'linux/amd64');
+      await table.unlinkBuilder('b3', 'linux/amd64', 'gw', b3?.epoch ?? -1);
+      await table.reap('linux/amd64', now + 11_000);
+      assert.deepEqual(await probe.zrange(key, 0, -1), ['b2'], 'reap drops a builder no replica links');
     } finally {
       await table.close();
       probe.disconnect();

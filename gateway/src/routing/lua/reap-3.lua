@@ -24,10 +24,9 @@ for _, buildId in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', str(now)))
   end
 end
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  pruneLinks(B, id, now)
   -- No replica holds it: out of the pool, so acquire need not step over it; a renewal or a
   -- registration puts it back.
-  if redis.call('EXISTS', linksKey(B, id)) == 0 then redis.call('ZREM', poolKey(B), id) end
+  if pruneLinks(B, id, now) == 0 then redis.call('ZREM', poolKey(B), id) end
 end
 local demands = redis.call('HGETALL', KEYS[3])
 for i = 1, #demands, 2 do

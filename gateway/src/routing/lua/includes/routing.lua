@@ -64,11 +64,14 @@ local function syncPool(B, id)
   end
 end
 
+-- Returns how many live links are left.
 local function pruneLinks(B, id, now)
   local flat = redis.call('HGETALL', linksKey(B, id))
+  local left = 0
   for i = 1, #flat, 2 do
-    if tonumber(flat[i + 1]) <= now then redis.call('HDEL', linksKey(B, id), flat[i]) end
+    if tonumber(flat[i + 1]) <= now then redis.call('HDEL', linksKey(B, id), flat[i]) else left = left + 1 end
   end
+  return left
 end
 
 local function lostLeaseReason(id, epoch, lease)
