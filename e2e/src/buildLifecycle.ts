@@ -12,7 +12,7 @@ export interface ApiAnswer<T = Record<string, unknown>> {
 /** One JSON request to a stack's gateway API over HTTPS/1.1, trusting the stack's CA. */
 export function gatewayApi<T = Record<string, unknown>>(
   stack: Pick<SlipwayStack, 'gatewayUrl' | 'caPath'>,
-  method: 'GET' | 'POST',
+  method: 'GET' | 'POST' | 'DELETE',
   path: string,
   token: string | undefined,
   body?: unknown,
@@ -35,6 +35,10 @@ export function gatewayApi<T = Record<string, unknown>>(
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
+          if (text === '' && res.statusCode === 204) {
+            resolve({ status: 204, body: {} as T });
+            return;
+          }
           try {
             resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as T });
           } catch {

@@ -82,7 +82,8 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
   // One store and revocation list for the stack's life: they outlive restartGateway().
   const identity: GatewayOptions['identity'] = identityStore
     ? (() => {
-        const revocations = new RevocationList({ store: identityStore, refreshIntervalMs: 60_000, log: identityLog });
+        // Short, so a revocation made through one replica of a test reaches the others quickly.
+        const revocations = new RevocationList({ store: identityStore, refreshIntervalMs: 250, log: identityLog });
         return {
           admin: new ProjectAdmin({
             store: identityStore,
