@@ -6,6 +6,7 @@ import { COMMANDS, GROUPS, OVERVIEW } from './cliCommands.js';
 import { commandHelp, parseCommandLine, settingOf, type CommandLine } from './commandLine.js';
 import { credentialsPath, readCredentials, type StoredCredentials } from './credentials.js';
 import { detectCi, type CiName } from './ciOidcToken.js';
+import { CI_NAMES } from './oidcTokenExchange.js';
 
 export const Transports = ['auto', 'h2', 'websocket'] as const;
 export type Transport = (typeof Transports)[number];
@@ -273,7 +274,7 @@ function tunnelConfig(line: CommandLine, env: Env, problems: string[], uid: numb
     if (ci !== undefined) {
       const audience = settingOf(line, '--oidc-audience', env) ?? DEFAULT_OIDC_AUDIENCE;
       if (project === undefined) {
-        problems.push(`SLIPWAY_PROJECT (or --project) is required to exchange this ${ci} job's OIDC identity for a token (no SLIPWAY_TOKEN is set and none is stored)`);
+        problems.push(`SLIPWAY_PROJECT (or --project) is required to exchange this ${CI_NAMES[ci]} job's OIDC identity for a token (no SLIPWAY_TOKEN is set and none is stored)`);
       }
       credential = { kind: 'oidc', ci, audience, project: project ?? '' };
     } else {

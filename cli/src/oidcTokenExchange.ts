@@ -119,14 +119,19 @@ function explain(err: unknown, ciName: string, project: string, audience: string
   const answer = gatewayAnswerOf(err);
   if (!(err instanceof CliError) || answer === undefined) return err;
   const what = `the gateway did not exchange this ${ciName} job's OIDC token for project ${project}`;
-  if (answer.status === 404 && /^no route/.test(answer.message)) {
-    return new CliError('NOT_FOUND', `this gateway does not offer OIDC exchange (no POST /v1/oidc/exchange); use a project token (SLIPWAY_TOKEN) instead`);
+  if (answer.status === 404) {
+    // An older gateway has no such route; a newer one without OIDC configured says so itself.
+    const why = /^no route/.test(answer.message) ? 'this gateway does not offer OIDC exchange (no POST /v1/oidc/exchange)' : answer.message;
+    return new CliError('NOT_FOUND', `${why}; use a project token (SLIPWAY_TOKEN) instead`);
   }
   switch (answer.wireCode) {
     case 'FORBIDDEN':
       return new CliError('FORBIDDEN', `${what}: ${answer.message}; see slipway trust list ${project}`);
-    case 'UNAUTHENTICATED':
-      return new CliError('UNAUTHENTICATED', `${what}: ${answer.message} (the CLI asked for audience '${audience}'; SLIPWAY_OIDC_AUDIENCE changes it)`);
+    case 'UNAUTHENTICATED': {
+      // An audience mismatch is fixed on this side as often as at the gateway.
+      const hint = /\baud(ience)?\b/i.test(answer.message) ? ` (the CLI asked for audience '${audience}'; SLIPWAY_OIDC_AUDIENCE changes it)` : '';
+      return new CliError('UNAUTHENTICATED', `${what}: ${answer.message}${hint}`);
+    }
     default:
       return new CliError(err.code, `${what}: ${answer.message}`);
   }

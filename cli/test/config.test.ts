@@ -114,7 +114,7 @@ describe('the project token from a CI job\'s OIDC identity', () => {
   });
 
   test('a CI without SLIPWAY_PROJECT is told it is needed', () => {
-    invalid({ SLIPWAY_GATEWAY: 'https://gw.example.com', BUILDKITE: 'true' }, ['dial-stdio', '--platform', 'linux/amd64'], 'SLIPWAY_PROJECT (or --project) is required', 'buildkite');
+    invalid({ SLIPWAY_GATEWAY: 'https://gw.example.com', BUILDKITE: 'true' }, ['dial-stdio', '--platform', 'linux/amd64'], 'SLIPWAY_PROJECT (or --project) is required to exchange this Buildkite job');
   });
 
   test('SLIPWAY_TOKEN wins over the CI identity', () => {

@@ -112,10 +112,12 @@ async function failure(status: number, body: unknown, code: CliErrorCode, messag
 
 test("refusals keep the gateway's words and get exit codes of their own", async () => {
   await failure(403, { error: { code: 'FORBIDDEN', message: "repository is 'acme/other', expected 'acme/web'" } }, 'FORBIDDEN', /GitLab CI job's OIDC token for project web: repository is 'acme\/other', expected 'acme\/web'; see slipway trust list web/);
-  await failure(401, { error: { code: 'UNAUTHENTICATED', message: 'token expired' } }, 'UNAUTHENTICATED', /token expired \(the CLI asked for audience 'slipway'; SLIPWAY_OIDC_AUDIENCE changes it\)/);
+  await failure(401, { error: { code: 'UNAUTHENTICATED', message: 'OIDC token expired' } }, 'UNAUTHENTICATED', /OIDC token expired$/);
+  await failure(401, { error: { code: 'UNAUTHENTICATED', message: "OIDC token aud is 'other', expected 'slipway'" } }, 'UNAUTHENTICATED', /expected 'slipway' \(the CLI asked for audience 'slipway'; SLIPWAY_OIDC_AUDIENCE changes it\)$/);
   await failure(502, { error: { code: 'UPSTREAM_UNAVAILABLE', message: 'issuer https://gitlab.example unreachable' } }, 'ISSUER_UNAVAILABLE', /issuer https:\/\/gitlab.example unreachable/);
   await failure(429, { error: { code: 'RATE_LIMITED', message: 'too many exchanges; retry in 3 s' } }, 'RATE_LIMITED', /retry in 3 s/);
-  await failure(404, { error: { code: 'NOT_FOUND', message: 'no route for POST /v1/oidc/exchange' } }, 'NOT_FOUND', /does not offer OIDC exchange/);
+  await failure(404, { error: { code: 'NOT_FOUND', message: 'no route for POST /v1/oidc/exchange' } }, 'NOT_FOUND', /does not offer OIDC exchange .*; use a project token \(SLIPWAY_TOKEN\) instead/);
+  await failure(404, { error: { code: 'NOT_FOUND', message: 'this gateway does not exchange CI identities' } }, 'NOT_FOUND', /^this gateway does not exchange CI identities; use a project token/);
 });
 
 test('no CI detected is a configuration problem', async () => {
