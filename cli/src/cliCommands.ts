@@ -49,7 +49,7 @@ const specs: CommandSpec[] = [
     flags: {
       ...connectionFlags,
       '--token': { kind: 'value', placeholder: 'TOKEN', help: 'the token to store (visible to other local users in the process list: prefer --token-stdin)' },
-      '--token-stdin': { kind: 'switch', help: 'read the token from stdin' },
+      '--token-stdin': { kind: 'switch', help: 'read the token from stdin (without either flag, a terminal is asked, without echo)' },
       '--admin': { kind: 'switch', help: 'the token is an admin token (for projects, tokens and trust)' },
     },
     summary:

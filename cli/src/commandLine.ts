@@ -92,7 +92,7 @@ export function commandHelp(spec: CommandSpec): string {
   const flags = Object.entries(spec.flags).map(([flag, f]) => {
     const left = `${flag}${f.placeholder ? ` ${f.placeholder}` : ''}`;
     const env = f.env ? ` [${f.env}]` : '';
-    return `  ${left.padEnd(30)} ${f.help}${f.kind === 'list' ? ' (repeatable)' : ''}${env}`;
+    return `  ${left.padEnd(32)} ${f.help}${f.kind === 'list' ? ' (repeatable)' : ''}${env}`;
   });
   return [`Usage: slipway ${spec.name}${spec.args.map((a) => ` ${a}`).join('')}${flags.length > 0 ? ' [flags]' : ''}`, '', spec.summary, ...(flags.length > 0 ? ['', 'Flags:', ...flags] : [])].join('\n');
 }

@@ -47,7 +47,8 @@ export interface CliConfig extends GatewayConnectionConfig {
 
 export interface LoginConfig extends GatewayConnectionConfig {
   admin: boolean;
-  token: { from: 'flag'; token: string } | { from: 'stdin' };
+  /** prompt: neither flag was given; a terminal is asked without echo, anything else is refused. */
+  token: { from: 'flag'; token: string } | { from: 'stdin' } | { from: 'prompt' };
   credentialsFile: string;
   /** What is stored beside the token; undefined caCert: none. */
   caCertPath: string | undefined;
@@ -331,7 +332,6 @@ function loginConfig(line: CommandLine, env: Env, problems: string[], uid: numbe
   const flagToken = line.values.get('--token');
   const fromStdin = line.switches.has('--token-stdin');
   if (flagToken !== undefined && fromStdin) problems.push('give the token with --token or --token-stdin, not both');
-  if (flagToken === undefined && !fromStdin) problems.push('no token given: pipe it in with --token-stdin (e.g. slipway login --token-stdin < token.txt), or pass --token');
   if (flagToken !== undefined && flagToken.trim() === '') problems.push('--token is empty');
   return {
     gatewayUrl,
@@ -339,7 +339,7 @@ function loginConfig(line: CommandLine, env: Env, problems: string[], uid: numbe
     connectTimeoutMs: intSetting(line, '--connect-timeout-ms', env, 15_000, 100, 600_000, problems),
     env,
     admin: line.switches.has('--admin'),
-    token: flagToken !== undefined ? { from: 'flag', token: flagToken.trim() } : { from: 'stdin' },
+    token: flagToken !== undefined ? { from: 'flag', token: flagToken.trim() } : fromStdin ? { from: 'stdin' } : { from: 'prompt' },
     credentialsFile,
     caCertPath,
     stored,

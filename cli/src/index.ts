@@ -1,7 +1,11 @@
-export { TunnelClient, type TunnelClientOptions } from './tunnelClient.js';
+export { TunnelClient, type TunnelClientOptions, type ProjectTokenSource } from './tunnelClient.js';
+export { GatewayConnection, type GatewayConnectionOptions } from './gatewayConnection.js';
+export { AdminClient } from './adminClient.js';
+export { OidcTokenExchange, type OidcTokenExchangeOptions } from './oidcTokenExchange.js';
+export { credentialsPath, readCredentials, writeCredentials, removeCredentials, type StoredCredentials } from './credentials.js';
 export { LocalProxy } from './localProxy.js';
 export { bridgeLocal, type LocalEnd } from './localBridge.js';
-export { loadConfig, type CliConfig } from './config.js';
+export { loadConfig, DEFAULT_OIDC_AUDIENCE, type CliConfig, type CliCommand } from './config.js';
 export { CliError, type CliErrorCode, exitCodeOf } from './cliError.js';
 export type { TunnelStream } from './tunnelStream.js';
 export {

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { ReadStream } from 'node:tty';
 import { CliError } from './cliError.js';
 import type { LoginConfig } from './config.js';
 import { readCredentials, removeCredentials, writeCredentials, type StoredCredentials } from './credentials.js';
@@ -12,7 +13,7 @@ const NO_SUCH_BUILD = '00000000-0000-4000-8000-000000000000';
 
 /** `slipway login`: checks the token with the gateway, then stores it. The token is never printed. */
 export async function runLogin(config: LoginConfig, api: ApiCarrier, stdin: Readable, out: CommandOutput): Promise<void> {
-  const token = config.token.from === 'flag' ? config.token.token : await readToken(stdin);
+  const token = config.token.from === 'flag' ? config.token.token : config.token.from === 'stdin' ? await readToken(stdin) : await promptToken(stdin, out);
   const claims = unverifiedClaims(token);
   await verify(config, api, token, claims);
 
@@ -99,6 +100,40 @@ function kindHint(admin: boolean, claims: Record<string, unknown>): string {
   if (!admin && aud === 'slipway-admin') return ' (this is an admin token: use slipway login --admin)';
   if (admin && aud === 'slipway') return ' (this is a project token: use slipway login without --admin)';
   return '';
+}
+
+// Asked on the terminal with echo off: a pasted token must not stay in the scrollback. Without a
+// terminal there is nobody to ask, and silently waiting on a pipe would look like a hang.
+async function promptToken(stdin: Readable, out: CommandOutput): Promise<string> {
+  const tty = stdin as Partial<ReadStream>;
+  if (tty.isTTY !== true || typeof tty.setRawMode !== 'function') {
+    throw new CliError('CONFIG_INVALID', 'no token given: pipe it in with --token-stdin (e.g. slipway login --token-stdin < token.txt), or pass --token');
+  }
+  out.stderr('Token (input hidden): ');
+  tty.setRawMode(true);
+  try {
+    let typed = '';
+    for await (const chunk of stdin) {
+      for (const ch of Buffer.isBuffer(chunk) ? chunk.toString('utf8') : String(chunk)) {
+        if (ch === '\r' || ch === '\n' || ch === '\u0004') return finish(typed);
+        if (ch === '\u0003') throw new CliError('CONFIG_INVALID', 'login cancelled; nothing was stored');
+        if (ch === '\u007f' || ch === '\b') typed = typed.slice(0, -1);
+        else if (typed.length >= MAX_TOKEN_BYTES) throw new CliError('CONFIG_INVALID', `more than ${MAX_TOKEN_BYTES} characters typed; expected one token`);
+        else typed += ch;
+      }
+    }
+    return finish(typed);
+  } finally {
+    tty.setRawMode(false);
+    stdin.pause();
+    out.stderr('\n');
+  }
+
+  function finish(typed: string): string {
+    const token = typed.trim();
+    if (token === '') throw new CliError('CONFIG_INVALID', 'no token entered; nothing was stored');
+    return token;
+  }
 }
 
 async function readToken(stdin: Readable): Promise<string> {

@@ -177,6 +177,8 @@ test('refusals: wrong kind of token, unknown subcommands and flags, a gateway wi
   fails(await slipway(['projects', 'list'], { env: { ...env, SLIPWAY_ADMIN_TOKEN: projectToken }, config }), 3, /did not accept the admin token/);
   fails(await slipway(['login', '--admin', '--token', projectToken], { env, config }), 3, /this is a project token: use slipway login without --admin/);
   fails(await slipway(['login', '--token', adminToken], { env, config }), 3, /this is an admin token: use slipway login --admin/);
+  // Without a terminal to ask, login without a token flag says how to give one.
+  fails(await slipway(['login'], { env, config, input: adminToken }), 2, /no token given: pipe it in with --token-stdin/);
   assert.equal(fs.existsSync(credentialsFile(config)), false, 'a refused login stores nothing');
 
   fails(await slipway(['projects', 'rename', 'x'], { env, config }), 2, /unknown command 'slipway projects rename'; expected projects create, projects list, projects delete/);
