@@ -2,7 +2,23 @@ import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { createLogger, type Logger } from '@slipway/proto';
-import { Gateway, MemoryRoutingTable, TokenIssuer, TokenVerifier, ensureDevPki, parseBearer, type DevPki } from '@slipway/gateway';
+import {
+  Gateway,
+  MemoryIdentityStore,
+  MemoryRoutingTable,
+  OidcExchange,
+  OidcIssuerKeys,
+  OidcVerifier,
+  ProjectAdmin,
+  RevocationList,
+  TokenIssuer,
+  TokenVerifier,
+  ensureDevPki,
+  parseBearer,
+  validateTrustPolicyInput,
+  type DevPki,
+  type GatewayOptions,
+} from '@slipway/gateway';
 import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
 import type { DevLauncherConfig } from './config.js';
 import { localGatewayUrl } from './config.js';
@@ -24,6 +40,7 @@ export const DevFiles = {
   pki: 'pki',
   env: 'dev.env',
   composeAgentToken: 'compose-agent.token',
+  identity: 'identity.json',
 } as const;
 
 export interface DevStack {
@@ -64,6 +81,32 @@ export async function startDevStack(config: DevLauncherConfig, log: Logger): Pro
     ttlSec: TOKEN_TTL_SEC,
   });
   const agentToken = await issuer.issueAgentToken({ agentId, fleet: 'local', ttlSec: TOKEN_TTL_SEC });
+  const adminToken = await issuer.issueAdminToken(`admin@${hostname}`.slice(0, 200), TOKEN_TTL_SEC);
+  // Projects, tokens and trust policies made through the admin API survive restarts here.
+  const identityStore = new MemoryIdentityStore(path.join(config.dir, DevFiles.identity));
+  const revocations = new RevocationList({ store: identityStore, refreshIntervalMs: 5_000, log });
+  await revocations.refresh();
+  const identity: GatewayOptions['identity'] = {
+    admin: new ProjectAdmin({
+      store: identityStore,
+      issuer,
+      revocations,
+      log,
+      maxTokenTtlSec: 90 * 86_400,
+      validateTrustPolicy: validateTrustPolicyInput,
+    }),
+    revocations,
+    verifyAdmin: (token) => verifier.verifyAdmin(token),
+    publicKeys: () => [pki.signingKey.publicJwk],
+    oidc: new OidcExchange({
+      store: identityStore,
+      verifier: new OidcVerifier({ issuerKeys: new OidcIssuerKeys() }),
+      issuer,
+      log,
+      defaultTokenTtlSec: 900,
+    }),
+    isolateUntrusted: async (project) => (await identityStore.getProject(project))?.isolateUntrusted ?? false,
+  };
   // The docker-compose stack mounts this directory; its agent joins with this token.
   const composeAgentTokenFile = path.join(config.dir, DevFiles.composeAgentToken);
   await writeSecretFile(
@@ -85,6 +128,7 @@ export async function startDevStack(config: DevLauncherConfig, log: Logger): Pro
     log: createLogger('gateway', config.logLevel),
     // One process, one replica: the in-process routing table; build tokens signed with the dev key.
     table: new MemoryRoutingTable(),
+    identity,
     buildTokenIssuer: issuer,
     placement: {
       spillAfterMs: 30_000,
@@ -140,10 +184,12 @@ export async function startDevStack(config: DevLauncherConfig, log: Logger): Pro
         'Written by `npm start` (deploy/local/start.ts) for the Slipway CLI. Load it with:',
         `  source ${envFile}`,
         `The token is for project '${DEV_PROJECT}', scope build, valid 30 days; every start mints a new one.`,
+        'SLIPWAY_ADMIN_TOKEN drives the admin API (slipway projects|tokens|trust).',
       ],
       {
         SLIPWAY_GATEWAY: gatewayUrl,
         SLIPWAY_TOKEN: clientToken,
+        SLIPWAY_ADMIN_TOKEN: adminToken,
         SLIPWAY_PROJECT: DEV_PROJECT,
         SLIPWAY_CA_CERT: pki.caCertPath,
       },

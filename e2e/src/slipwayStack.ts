@@ -1,6 +1,6 @@
 import { createLogger, type Platform } from '@slipway/proto';
 import { Gateway, type GatewayOptions, MemoryRoutingTable, TokenIssuer, TokenVerifier, makeTestPki, parseBearer, type RoutingTable, type TestPki } from '@slipway/gateway';
-import { GatewayError, MemoryIdentityStore, ProjectAdmin, RevocationList, validateTrustPolicy, type StoredTrustPolicy, type IdentityStore } from '@slipway/gateway';
+import { MemoryIdentityStore, ProjectAdmin, RevocationList, validateTrustPolicyInput, type IdentityStore } from '@slipway/gateway';
 import { OidcExchange, OidcIssuerKeys, OidcVerifier } from '@slipway/gateway';
 import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
 import { once } from 'node:events';
@@ -92,13 +92,7 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
             log: identityLog,
             maxTokenTtlSec: 90 * 86_400,
             // As the gateway program does: a bad policy is the caller's mistake (400), naming every problem.
-            validateTrustPolicy: (input) => {
-              try {
-                return validateTrustPolicy(input) as unknown as StoredTrustPolicy;
-              } catch (err) {
-                throw new GatewayError('BAD_REQUEST', (err as Error).message);
-              }
-            },
+            validateTrustPolicy: validateTrustPolicyInput,
           }),
           revocations,
           verifyAdmin: (token) => verifier.verifyAdmin(token),

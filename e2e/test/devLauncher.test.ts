@@ -81,12 +81,15 @@ describe('dev launcher (npm start)', () => {
     await scratch?.remove();
   });
 
-  it('writes dev.env (mode 0600) with the gateway URL, a token, the project and the CA', async () => {
-    assert.deepEqual(Object.keys(env).sort(), ['SLIPWAY_CA_CERT', 'SLIPWAY_GATEWAY', 'SLIPWAY_PROJECT', 'SLIPWAY_TOKEN']);
+  it('writes dev.env (mode 0600) with the gateway URL, a token, an admin token, the project and the CA', async () => {
+    assert.deepEqual(Object.keys(env).sort(), ['SLIPWAY_ADMIN_TOKEN', 'SLIPWAY_CA_CERT', 'SLIPWAY_GATEWAY', 'SLIPWAY_PROJECT', 'SLIPWAY_TOKEN']);
     assert.equal(env['SLIPWAY_GATEWAY'], `https://127.0.0.1:${port}`);
     assert.equal(env['SLIPWAY_PROJECT'], 'dev');
     assert.match(env['SLIPWAY_TOKEN']!, /^[\w-]+\.[\w-]+\.[\w-]+$/);
     assert.equal(env['SLIPWAY_CA_CERT'], path.join(scratch.path, 'pki', 'ca.pem'));
+    // The admin token drives the admin API of the running launcher.
+    const projects = await request(session, { ':method': 'GET', ':path': '/v1/admin/projects', authorization: `Bearer ${env['SLIPWAY_ADMIN_TOKEN']}` }, '');
+    assert.equal(projects.status, 200, projects.body);
     assert.equal((await stat(path.join(scratch.path, 'dev.env'))).mode & 0o777, 0o600);
     assert.match(launcher.output(), new RegExp(`buildkitd:tcp://127\\.0\\.0\\.1:${echo.port} \\(from --upstream\\)`));
   });

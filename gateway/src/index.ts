@@ -55,3 +55,4 @@ export {
   type OidcAlgorithm,
 } from './oidc/oidcVerifier.js';
 export { OidcExchange, type ExchangedToken } from './oidcExchange.js';
+export { validateTrustPolicyInput } from './trustPolicyInput.js';

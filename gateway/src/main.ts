@@ -12,9 +12,8 @@ import { GatewayError } from './gatewayError.js';
 import { OidcExchange } from './oidcExchange.js';
 import { OidcIssuerKeys } from './oidc/oidcIssuerKeys.js';
 import { OidcVerifier } from './oidc/oidcVerifier.js';
-import { validateTrustPolicy } from './oidc/trustPolicy.js';
+import { validateTrustPolicyInput } from './trustPolicyInput.js';
 import { auditSink } from './auditSink.js';
-import type { StoredTrustPolicy } from './identity/identityStore.js';
 import { routingTableFromConfig } from './routing/routingTableFromConfig.js';
 import { fleetFromConfig } from './fleet/fleetFromConfig.js';
 import { toGatewayError } from './gatewayError.js';
@@ -48,13 +47,7 @@ async function main(): Promise<void> {
     log,
     maxTokenTtlSec: config.maxTokenTtlSec,
     // Policies arrive through the admin API: a bad one is the caller's mistake, not the gateway's.
-    validateTrustPolicy: (input) => {
-      try {
-        return validateTrustPolicy(input) as unknown as StoredTrustPolicy;
-      } catch (err) {
-        throw new GatewayError('BAD_REQUEST', (err as Error).message);
-      }
-    },
+    validateTrustPolicy: validateTrustPolicyInput,
   });
   const oidc = new OidcExchange({
     store: identity.store,
