@@ -468,8 +468,10 @@ export class MemoryRoutingTable implements RoutingTable {
    * the builder back calls this again.
    */
   private syncPool(p: PlatformState, agentId: string): void {
+    // Binding takes a builder out of the pool (bind()), so for a bound one there is nothing to do.
+    if (p.bindings.has(agentId)) return;
     const b = p.builders.get(agentId);
-    if (b !== undefined && b.active === 0 && b.capacity >= 1 && !b.draining && !p.bindings.has(agentId)) p.pool.set(agentId, b.lastUsedAtMs);
+    if (b !== undefined && b.active === 0 && b.capacity >= 1 && !b.draining) p.pool.set(agentId, b.lastUsedAtMs);
     else p.pool.delete(agentId);
   }
 

@@ -55,9 +55,11 @@ end
 -- takes away (the lease, the links) is not judged here: acquire and reap drop such entries as
 -- they meet them, and the registration or renewal that brings the builder back calls this again.
 local function syncPool(B, id)
+  -- Binding takes a builder out of the pool (bindBuilder, acquire), so for a bound one, which
+  -- most builds end on and most renewals are for, there is nothing to do.
+  if redis.call('HEXISTS', bindingKey(B, id), 'project') == 1 then return end
   local h = redis.call('HMGET', builderKey(B, id), 'lastUsedAt', 'active', 'capacity', 'draining')
-  if h[1] and tonumber(h[2]) == 0 and tonumber(h[3]) >= 1 and h[4] ~= '1'
-      and redis.call('HEXISTS', bindingKey(B, id), 'project') == 0 then
+  if h[1] and tonumber(h[2]) == 0 and tonumber(h[3]) >= 1 and h[4] ~= '1' then
     redis.call('ZADD', poolKey(B), h[1], id)
   else
     redis.call('ZREM', poolKey(B), id)
