@@ -107,6 +107,6 @@ describe('bench:placement --quick', () => {
     assert.equal((run.stdout.match(/^ {2}(MET|NOT MET) /gm) ?? []).length, 3);
     assert.match(run.stdout, /seed \d+/);
     assert.match(run.stdout, /^ws 60%\s+slipway\s/m);
-    assert.match(run.stdout, /^ {2}(MET|NOT MET) {2}>= 95\.0% warm hits when capacity suffices, with queue wait p99 .*load ws 60%/m);
+    assert.match(run.stdout, /^ {2}(MET|NOT MET) +>= 95\.0% warm hits when capacity suffices, with queue wait p99 .*load ws 60%/m);
   });
 });
