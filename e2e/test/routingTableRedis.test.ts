@@ -109,17 +109,17 @@ describe('RedisRoutingTable specifics', () => {
       await table.registerBuilder({ ...reg, agentId: 'b2', nowMs: now + 100, leaseMs: 1_000_000 });
       await table.registerBuilder({ ...reg, agentId: 'b3', nowMs: now + 200, leaseMs: 1_000_000 });
       const key = 'pool:{linux/amd64}:pool:idle';
-      assert.deepEqual(await probe.zrange(key, 0, -1, 'WITHSCORES'), ['b1', String(now), 'b2', String(now + 100), 'b3', String(now + 200)]);
+      assert.deepEqual(await probe.zrange(key, '0', '-1', 'WITHSCORES'), ['b1', String(now), 'b2', String(now + 100), 'b3', String(now + 200)]);
       const placed = await table.acquire({ buildId: 'x', project: 'p', platform: 'linux/amd64', nowMs: now + 10_000, spillAfterMs: 1, allocationLeaseMs: 10_000 });
       assert.equal(placed.state === 'active' ? placed.agentId : placed.state, 'b2');
-      assert.deepEqual(await probe.zrange(key, 0, -1), ['b3'], 'b1 (lease passed) dropped, b2 bound');
+      assert.deepEqual(await probe.zrange(key, '0', '-1'), ['b3'], 'b1 (lease passed) dropped, b2 bound');
       await table.endAllocation('x', 'linux/amd64', 'finished', '', now + 10_500);
       await table.releaseBinding('b2', 'linux/amd64');
-      assert.deepEqual(await probe.zrange(key, 0, -1, 'WITHSCORES'), ['b3', String(now + 200), 'b2', String(now + 10_500)], 'back, idle since its build ended');
+      assert.deepEqual(await probe.zrange(key, '0', '-1', 'WITHSCORES'), ['b3', String(now + 200), 'b2', String(now + 10_500)], 'back, idle since its build ended');
       const b3 = await table.getBuilder('b3', 'linux/amd64');
       await table.unlinkBuilder('b3', 'linux/amd64', 'gw', b3?.epoch ?? -1);
       await table.reap('linux/amd64', now + 11_000);
-      assert.deepEqual(await probe.zrange(key, 0, -1), ['b2'], 'reap drops a builder no replica links');
+      assert.deepEqual(await probe.zrange(key, '0', '-1'), ['b2'], 'reap drops a builder no replica links');
     } finally {
       await table.close();
       probe.disconnect();
