@@ -10,9 +10,9 @@ import type { ZipfSampler } from './zipfSampler.js';
 // one build: acquire, then (the build being instant here) endAllocation. Two kinds, mixed:
 // - warm: a project drawn from a Zipf set small enough that each keeps its builder; after its
 //   first build it is placed on its own builder (the cheap path);
-// - cold: a project never seen before, which takes a pool builder (the expensive path: the
-//   acquire script scans the pool); its binding is released right after, as the fleet's idle
-//   reclamation would, so the pool neither runs dry nor grows.
+// - cold: a project never seen before, which takes a pool builder (the path that once sorted the
+//   whole pool and now takes the head of the idle-ordered pool); its binding is released right
+//   after, as the fleet's idle reclamation would, so the pool neither runs dry nor grows.
 // While it runs, every replica renews every builder's lease every `renewIntervalMs` (spread
 // evenly) and one replica reaps every second, as gateways do: that traffic shares Redis with the
 // placements being timed.
