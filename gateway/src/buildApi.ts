@@ -28,11 +28,11 @@ type IdParams = { Params: { id: string } };
 // Errors are {"error":{"code","message"}} with the wire code's HTTP status.
 export function registerBuildApi(app: FastifyInstance, options: BuildApiOptions): void {
   const { builds } = options;
-  const identify = async (req: FastifyRequest): Promise<ClientIdentity> => {
+  const identify = async (req: FastifyRequest, requiredScope: string | null = 'build'): Promise<ClientIdentity> => {
     try {
       return await options.guard.authenticate(
         { path: 'builds', source: req.socket.remoteAddress, transport: 'https' },
-        () => options.auth.verifyClient(options.parseBearer(req.headers.authorization)),
+        () => options.auth.verifyClient(options.parseBearer(req.headers.authorization), requiredScope),
         (id) => ({ subject: id.subject, project: id.project, tokenId: id.tokenId }),
       );
     } catch (err) {
@@ -80,5 +80,6 @@ export function registerBuildApi(app: FastifyInstance, options: BuildApiOptions)
     const why = typeof reason === 'string' && reason !== '' ? `cancelled: ${reason.slice(0, 200)}` : 'cancelled by the client';
     return builds.end(await identify(req), buildId(req), 'cancelled', why);
   });
-  app.get<IdParams>('/v1/builds/:id', async (req) => builds.get(await identify(req), buildId(req)));
+  // Reading a build's state also works with a project token of its project that has the `read` scope.
+  app.get<IdParams>('/v1/builds/:id', async (req) => builds.get(await identify(req, null), buildId(req)));
 }

@@ -173,8 +173,18 @@ export class BuildService {
   }
 
   async get(identity: ClientIdentity, buildId: string): Promise<BuildStatus> {
-    this.authorize(identity, buildId);
+    if (identity.buildId !== undefined) {
+      this.authorize(identity, buildId);
+    } else if (!identity.scopes.includes('read') && !identity.scopes.includes('build')) {
+      throw new GatewayError('FORBIDDEN', `token scopes are '${identity.scopes.join(' ')}', expected 'read' or 'build' to read builds`);
+    }
     const records = await Promise.all(Platforms.map((p) => this.options.table.getAllocation(buildId, p)));
+    if (identity.buildId === undefined) {
+      const mine = (r: AllocationRecord | undefined): boolean =>
+        r === undefined || r.project === identity.project || r.project === ephemeralProjectFor(identity.project, buildId);
+      // Another project's build looks exactly like no build at all.
+      if (!records.every(mine) || records.every((r) => r === undefined)) throw new GatewayError('NOT_FOUND', `no build ${buildId} in project '${identity.project}'`);
+    }
     return this.status(identity, buildId, records);
   }
 

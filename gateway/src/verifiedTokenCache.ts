@@ -1,5 +1,16 @@
 import type { Authenticator, ClientIdentity } from './authenticator.js';
 import { GatewayError } from './gatewayError.js';
+import { BUILD_SCOPE } from './tokenClaims.js';
+
+function requireScope(identity: ClientIdentity, scope: string | null): ClientIdentity {
+  if (scope !== null && !identity.scopes.includes(scope)) {
+    throw new GatewayError(
+      'FORBIDDEN',
+      identity.scopes.length === 0 ? `token has no scopes; '${scope}' is required` : `token scopes are '${identity.scopes.join(' ')}', expected them to include '${scope}'`,
+    );
+  }
+  return identity;
+}
 
 export interface VerifiedTokenCacheOptions {
   maxEntries: number;
@@ -27,12 +38,18 @@ export class VerifiedTokenCache implements Authenticator {
     this.now = options.now ?? Date.now;
   }
 
-  async verifyClient(token: string): Promise<ClientIdentity> {
+  // Scope is checked here rather than by the inner verifier, so that one cached verification
+  // serves paths that need different scopes.
+  async verifyClient(token: string, requiredScope: string | null = BUILD_SCOPE): Promise<ClientIdentity> {
+    return requireScope(await this.verified(token), requiredScope);
+  }
+
+  private async verified(token: string): Promise<ClientIdentity> {
     const now = this.now();
     const hit = this.entries.get(token);
     if (hit && hit.validUntilMs > now) return this.notRevoked(hit.identity);
     if (hit) this.entries.delete(token);
-    const identity = this.notRevoked(await this.inner.verifyClient(token));
+    const identity = this.notRevoked(await this.inner.verifyClient(token, null));
     if (this.entries.size >= this.options.maxEntries) {
       // Map iteration order is insertion order: the first key is the oldest entry.
       const oldest = this.entries.keys().next().value;

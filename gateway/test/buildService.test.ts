@@ -160,6 +160,25 @@ describe('BuildService', () => {
   });
 });
 
+describe('reading builds', () => {
+  it("a project token with the read scope reads its project's builds, and another project's build does not exist for it", async () => {
+    const f = fixture();
+    await f.builder('b1');
+    await f.builder('b2');
+    const web = await f.newBuild('web');
+    await f.builds.acquire(web.identity, web.created.buildId, 'linux/amd64');
+    const reader = await verifier.verifyClient(await issuer.issueClientToken({ project: 'web', subject: 'dash', scopes: ['read'], ttlSec: 600 }), null);
+    const status = await f.builds.get(reader, web.created.buildId);
+    assert.equal(status.allocations[0]?.state, 'active');
+    const otherReader = await verifier.verifyClient(await issuer.issueClientToken({ project: 'api', subject: 'dash', scopes: ['read'], ttlSec: 600 }), null);
+    await assert.rejects(f.builds.get(otherReader, web.created.buildId), (e: GatewayError) => e.code === 'NOT_FOUND');
+    const noScope = await verifier.verifyClient(await issuer.issueClientToken({ project: 'web', subject: 'x', scopes: ['admin-ish'], ttlSec: 600 }), null);
+    await assert.rejects(f.builds.get(noScope, web.created.buildId), (e: GatewayError) => e.code === 'FORBIDDEN' && /read/.test(e.message));
+    // Reading is all it may do: acting on the build still takes the build token.
+    await assert.rejects(f.builds.end(reader, web.created.buildId, 'cancelled', 'x'), (e: GatewayError) => e.code === 'FORBIDDEN');
+  });
+});
+
 describe('untrusted CI identities', () => {
   it("run on a throwaway builder, never the project's warm one, when the project isolates them", async () => {
     const f = fixture({ canProvision: true, isolate: ['web'] });
