@@ -18,6 +18,7 @@ const tunnelFlags: Record<string, FlagSpec> = {
   '--transport': { kind: 'value', env: 'SLIPWAY_TRANSPORT', placeholder: 'T', help: 'auto, h2 or websocket (default auto)' },
   '--acquire-timeout-ms': { kind: 'value', env: 'SLIPWAY_ACQUIRE_TIMEOUT_MS', placeholder: 'MS', help: 'how long to wait for a builder (default 600000)' },
   '--build-idle-ms': { kind: 'value', env: 'SLIPWAY_BUILD_IDLE_MS', placeholder: 'MS', help: 'finish the build this long after the last connection (default 30000)' },
+  '--keepalive-ms': { kind: 'value', env: 'SLIPWAY_KEEPALIVE_MS', placeholder: 'MS', help: 'keepalive on idle gateway connections, below proxies\' idle timeouts (0 none, default 20000)' },
   '--log-level': { kind: 'value', env: 'SLIPWAY_LOG_LEVEL', placeholder: 'LEVEL', help: 'debug, info, warn, error or silent (default warn)' },
 };
 

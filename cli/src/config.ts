@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { Platforms, isPlatform, readEnum, readInt, LogLevels, type Env, type LogLevel, type Platform } from '@slipway/proto';
 import { CliError } from './cliError.js';
@@ -7,6 +6,8 @@ import { commandHelp, parseCommandLine, settingOf, type CommandLine } from './co
 import { credentialsPath, readCredentials, type StoredCredentials } from './credentials.js';
 import { detectCi, type CiName } from './ciOidcToken.js';
 import { CI_NAMES } from './oidcTokenExchange.js';
+import { caBundle, readCaSource, type CaSource } from './caBundle.js';
+import { proxyFor } from './proxySettings.js';
 
 export const Transports = ['auto', 'h2', 'websocket'] as const;
 export type Transport = (typeof Transports)[number];
@@ -19,10 +20,15 @@ export const DEFAULT_OIDC_AUDIENCE = 'slipway';
 /** How to reach the gateway. */
 export interface GatewayConnectionConfig {
   gatewayUrl: URL;
+  /** Node's bundled roots plus caSources; undefined when nothing was added. */
   ca: Buffer | undefined;
+  /** CAs added to Node's roots (SLIPWAY_CA_CERT or the stored one, NODE_EXTRA_CA_CERTS), for doctor. */
+  caSources?: CaSource[];
   connectTimeoutMs: number;
   // The whole environment, for proxy selection (HTTPS_PROXY, NO_PROXY, ...).
   env: Env;
+  /** The user's Slipway directory ($XDG_CONFIG_HOME/slipway); undefined without a home. */
+  slipwayDir?: string | undefined;
 }
 
 /** Where the project token comes from. */
@@ -42,6 +48,8 @@ export interface CliConfig extends GatewayConnectionConfig {
   acquireTimeoutMs: number;
   /** `proxy` finishes its build this long after the last connection closed. */
   buildIdleMs: number;
+  /** Keepalives on idle gateway connections this often (0: none). */
+  keepaliveMs: number;
   logLevel: LogLevel;
 }
 
@@ -209,11 +217,15 @@ function resolveConnection(line: CommandLine, env: Env, problems: string[], uid:
   const storedToken = sameGateway ? (tokenFlag === '--token' ? stored?.token : stored?.adminToken) : undefined;
   const token = tokenRaw ?? storedToken;
   const caPath = settingOf(line, '--ca-cert', env) ?? (sameGateway ? stored?.caCert : undefined);
+  const trust = trustedCas(caPath, settingOf(line, '--ca-cert', env) === undefined, env, problems);
+  checkProxySettings(env, gatewayUrl, problems);
   return {
     gatewayUrl,
-    ca: readCa(caPath, settingOf(line, '--ca-cert', env) === undefined, problems),
+    ca: trust.ca,
+    caSources: trust.sources,
     connectTimeoutMs: intSetting(line, '--connect-timeout-ms', env, 15_000, 100, 600_000, problems),
     env,
+    slipwayDir: slipwayDirOf(env),
     token,
     tokenSource: tokenRaw !== undefined ? 'flag or environment' : storedToken !== undefined ? 'stored credentials' : undefined,
     storedElsewhere: stored !== undefined && !sameGateway ? stored.gateway : undefined,
@@ -244,14 +256,35 @@ function sameOrigin(stored: string, url: URL): boolean {
   }
 }
 
-function readCa(caPath: string | undefined, fromStore: boolean, problems: string[]): Buffer | undefined {
-  if (caPath === undefined) return undefined;
-  try {
-    return fs.readFileSync(caPath);
-  } catch (err) {
-    problems.push(`${fromStore ? 'the stored CA certificate' : 'SLIPWAY_CA_CERT'} '${caPath}' cannot be read: ${(err as Error).message}`);
-    return undefined;
+// SLIPWAY_CA_CERT (or the stored CA) and NODE_EXTRA_CA_CERTS, added to Node's roots (caBundle.ts says why).
+function trustedCas(caPath: string | undefined, fromStore: boolean, env: Env, problems: string[]): { ca: Buffer | undefined; sources: CaSource[] } {
+  const sources: CaSource[] = [];
+  if (caPath !== undefined) {
+    const source = readCaSource(fromStore ? 'the stored CA certificate' : 'SLIPWAY_CA_CERT', caPath, problems);
+    if (source) sources.push(source);
   }
+  const extra = env['NODE_EXTRA_CA_CERTS'];
+  if (extra) {
+    const source = readCaSource('NODE_EXTRA_CA_CERTS', extra, problems);
+    if (source) sources.push(source);
+  }
+  return caBundle(sources);
+}
+
+// A proxy URL or NO_PROXY that cannot be used is a configuration problem, reported with the rest
+// rather than at the first connection.
+function checkProxySettings(env: Env, gatewayUrl: URL, problems: string[]): void {
+  try {
+    proxyFor(env, gatewayUrl);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+}
+
+/** The user's Slipway directory: $XDG_CONFIG_HOME/slipway, else ~/.config/slipway. */
+export function slipwayDirOf(env: Env): string | undefined {
+  const file = credentialsPath(env);
+  return file === undefined ? undefined : path.dirname(file);
 }
 
 function intSetting(line: CommandLine, flag: string, env: Env, fallback: number, min: number, max: number, problems: string[]): number {
@@ -309,7 +342,10 @@ function tunnelConfig(line: CommandLine, env: Env, problems: string[], uid: numb
     listen,
     acquireTimeoutMs: intSetting(line, '--acquire-timeout-ms', env, 600_000, 100, 24 * 3_600_000, problems),
     buildIdleMs: intSetting(line, '--build-idle-ms', env, 30_000, 0, 24 * 3_600_000, problems),
+    keepaliveMs: intSetting(line, '--keepalive-ms', env, 20_000, 0, 3_600_000, problems),
     logLevel: enumSetting(line, '--log-level', env, LogLevels, 'warn', problems),
+    caSources: connection.caSources ?? [],
+    slipwayDir: connection.slipwayDir,
   };
 }
 
@@ -333,11 +369,15 @@ function loginConfig(line: CommandLine, env: Env, problems: string[], uid: numbe
   const fromStdin = line.switches.has('--token-stdin');
   if (flagToken !== undefined && fromStdin) problems.push('give the token with --token or --token-stdin, not both');
   if (flagToken !== undefined && flagToken.trim() === '') problems.push('--token is empty');
+  const trust = trustedCas(caCertPath, caGiven === undefined, env, problems);
+  checkProxySettings(env, gatewayUrl, problems);
   return {
     gatewayUrl,
-    ca: readCa(caCertPath, caGiven === undefined, problems),
+    ca: trust.ca,
+    caSources: trust.sources,
     connectTimeoutMs: intSetting(line, '--connect-timeout-ms', env, 15_000, 100, 600_000, problems),
     env,
+    slipwayDir: slipwayDirOf(env),
     admin: line.switches.has('--admin'),
     token: flagToken !== undefined ? { from: 'flag', token: flagToken.trim() } : fromStdin ? { from: 'stdin' } : { from: 'prompt' },
     credentialsFile,
@@ -355,8 +395,10 @@ function adminCommand(name: string, line: CommandLine, env: Env, problems: strin
   const config: AdminConfig = {
     gatewayUrl: connection.gatewayUrl,
     ca: connection.ca,
+    caSources: connection.caSources ?? [],
     connectTimeoutMs: connection.connectTimeoutMs,
     env,
+    slipwayDir: connection.slipwayDir,
     adminToken: connection.token ?? '',
     json: line.switches.has('--json'),
   };

@@ -5,6 +5,11 @@ import { CliError, toCliError } from './cliError.js';
 import { connectGatewayTls } from './gatewayTls.js';
 import type { ApiCarrier } from './gatewayApi.js';
 import type { Transport } from './config.js';
+import { proxyFor, proxyLabel } from './proxySettings.js';
+import { TransportMemory } from './transportMemory.js';
+
+/** How often an idle connection carries a keepalive unless told otherwise. */
+export const DEFAULT_KEEPALIVE_MS = 20_000;
 
 export interface GatewayConnectionOptions {
   gatewayUrl: URL;
@@ -13,18 +18,47 @@ export interface GatewayConnectionOptions {
   env: Env;
   connectTimeoutMs: number;
   log: Logger;
+  /** Where `auto` keeps what it learned about networks; without it every process probes. */
+  transportMemory?: TransportMemory;
+  /**
+   * HTTP/2 PINGs (and WebSocket pings, see WebSocketTunnelStream) this often, so proxies and NATs
+   * that drop idle connections keep a long, quiet build's connections; 0 sends none.
+   */
+  keepaliveMs?: number;
 }
 
 // The way to the gateway: one HTTP/2 session, opened on first use and again after it dies; where
 // ALPN does not yield h2 (a proxy that only speaks HTTP/1.1), a fresh TLS connection per use, and
-// that choice is kept for the process's life. Tunnel streams and API calls both travel on it.
+// that choice is kept for the process's life, and remembered for the network (TransportMemory).
+// Tunnel streams and API calls both travel on it.
 export class GatewayConnection implements ApiCarrier {
   private session: ClientHttp2Session | undefined;
   private connecting: Promise<ClientHttp2Session | 'http/1.1'> | undefined;
   private mode: 'h2' | 'websocket' | undefined;
+  private readonly networkKey: string | undefined;
+  /** WebSocket was chosen from what an earlier process learned, without probing. */
+  readonly rememberedWebSocket: boolean = false;
 
   constructor(private readonly options: GatewayConnectionOptions) {
-    if (options.transport !== 'auto') this.mode = options.transport;
+    if (options.transport !== 'auto') {
+      this.mode = options.transport;
+      return;
+    }
+    this.networkKey = networkKeyOf(options.gatewayUrl, options.env);
+    const remembered = this.networkKey === undefined ? undefined : options.transportMemory?.recall(this.networkKey);
+    if (remembered) {
+      this.mode = 'websocket';
+      this.rememberedWebSocket = true;
+      options.log.info('HTTP/2 did not get through this network before; using WebSocket without probing', {
+        network: this.networkKey ?? '',
+        negotiated: remembered.negotiated,
+        learnedAt: new Date(remembered.learnedAtMs).toISOString(),
+      });
+    }
+  }
+
+  get keepaliveMs(): number {
+    return this.options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS;
   }
 
   get gatewayUrl(): URL {
@@ -74,11 +108,14 @@ export class GatewayConnection implements ApiCarrier {
         socket.destroy();
         throw new CliError('TUNNEL_REFUSED', `HTTP/2 was required but the path to ${this.options.gatewayUrl.host} negotiated '${socket.alpnProtocol || 'no protocol'}'`);
       }
-      this.options.log.info('HTTP/2 is not available end to end; using WebSocket', { negotiated: String(socket.alpnProtocol) });
+      const negotiated = socket.alpnProtocol || 'no protocol';
+      this.options.log.info('HTTP/2 is not available end to end; using WebSocket', { negotiated });
       socket.destroy();
       this.mode = 'websocket';
+      this.remember((memory, key) => memory.rememberWebSocket(key, negotiated));
       return 'http/1.1';
     }
+    if (this.mode === undefined) this.remember((memory, key) => memory.forget(key));
     this.mode = 'h2';
     const session = http2.connect(this.options.gatewayUrl.origin, {
       // The gateway's end is a native session that stops reading while it writes; this end must
@@ -97,12 +134,35 @@ export class GatewayConnection implements ApiCarrier {
     });
     session.setLocalWindowSize(FlowControl.sessionWindowBytes);
     // Keep the session alive through proxies and NATs that drop idle connections.
-    const ping = setInterval(() => {
-      if (!session.destroyed) session.ping(() => {});
-    }, 20_000);
-    ping.unref();
-    session.once('close', () => clearInterval(ping));
+    if (this.keepaliveMs > 0) {
+      const ping = setInterval(() => {
+        if (!session.destroyed) session.ping(() => {});
+      }, this.keepaliveMs);
+      ping.unref();
+      session.once('close', () => clearInterval(ping));
+    }
     this.session = session;
     return session;
+  }
+
+  private remember(change: (memory: TransportMemory, key: string) => void): void {
+    const memory = this.options.transportMemory;
+    if (memory === undefined || this.networkKey === undefined) return;
+    try {
+      change(memory, this.networkKey);
+    } catch (err) {
+      // Only the next process's probe is at stake.
+      this.options.log.warn('cannot record what this network allows', { file: memory.file ?? '', reason: (err as Error).message });
+    }
+  }
+}
+
+/** The network as TransportMemory names it; undefined when the proxy settings are unusable (the dial says why). */
+export function networkKeyOf(gatewayUrl: URL, env: Env): string | undefined {
+  try {
+    const proxy = proxyFor(env, gatewayUrl);
+    return TransportMemory.key(proxy === undefined ? undefined : proxyLabel(proxy), gatewayUrl.hostname, Number(gatewayUrl.port || 443));
+  } catch {
+    return undefined;
   }
 }

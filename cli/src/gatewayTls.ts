@@ -29,6 +29,9 @@ export async function connectGatewayTls(options: GatewayTlsOptions): Promise<tls
   raw.on('error', () => {});
   const socket = tls.connect({
     socket: raw,
+    // Names the gateway for the certificate check: on a socket of our own Node would otherwise
+    // check the name against the proxy's address, or 'localhost'.
+    host,
     servername: /^[\d.]+$|:/.test(host) ? undefined : host,
     ca: options.ca,
     ALPNProtocols: options.alpn,
@@ -54,12 +57,20 @@ export async function connectGatewayTls(options: GatewayTlsOptions): Promise<tls
   socket.setNoDelay(true);
   if (!socket.authorized) {
     const why = String(socket.authorizationError ?? 'unknown reason');
-    const issuer = describeIssuer(socket.getPeerCertificate());
+    const cert = socket.getPeerCertificate();
+    const issuer = describeIssuer(cert);
     socket.destroy();
+    if (why === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+      throw new CliError(
+        'TLS_FAILED',
+        `the certificate presented for ${host}:${port} (issued by ${issuer}) is for ${cert.subjectaltname || 'other names'}, not ${host}; ` +
+          'check SLIPWAY_GATEWAY names the gateway as its certificate does',
+      );
+    }
     throw new CliError(
       'TLS_FAILED',
       `the certificate presented for ${host}:${port} was issued by ${issuer}, which is not trusted (${why}). ` +
-        'If a proxy inspects TLS on this network, set SLIPWAY_CA_CERT to its CA bundle.',
+        `If a proxy on this network inspects TLS, ${issuer} is its CA: set SLIPWAY_CA_CERT (or NODE_EXTRA_CA_CERTS) to a PEM file holding that CA's certificate.`,
     );
   }
   return socket;

@@ -9,6 +9,7 @@ import { AdminClient } from './adminClient.js';
 import { runAdminCommand, type CommandOutput } from './adminCommand.js';
 import { runLogin, runLogout } from './login.js';
 import { OidcTokenExchange } from './oidcTokenExchange.js';
+import { TransportMemory, transportMemoryFile } from './transportMemory.js';
 
 const output: CommandOutput = {
   stdout: (text) => process.stdout.write(text),
@@ -25,7 +26,7 @@ async function main(argv: string[]): Promise<number> {
       runLogout(command.admin, command.credentialsFile, output);
       return 0;
     case 'login': {
-      const connection = new GatewayConnection({ ...command.config, transport: 'auto', log: createLogger('slipway', 'warn') });
+      const connection = new GatewayConnection({ ...command.config, transport: 'auto', log: createLogger('slipway', 'warn'), transportMemory: memoryOf(command.config.slipwayDir) });
       try {
         await runLogin(command.config, connection, process.stdin, output);
       } finally {
@@ -35,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'admin': {
       const { config } = command;
-      const connection = new GatewayConnection({ ...config, transport: 'auto', log: createLogger('slipway', 'warn') });
+      const connection = new GatewayConnection({ ...config, transport: 'auto', log: createLogger('slipway', 'warn'), transportMemory: memoryOf(config.slipwayDir) });
       try {
         await runAdminCommand(command.request, new AdminClient(connection, config.adminToken, Math.max(config.connectTimeoutMs, 10_000)), config.json, output);
       } finally {
@@ -80,6 +81,8 @@ async function tunnel(command: 'proxy' | 'dial-stdio', config: CliConfig): Promi
     acquireTimeoutMs: config.acquireTimeoutMs,
     // dial-stdio serves one connection: its build ends with it.
     buildIdleMs: command === 'dial-stdio' ? 0 : config.buildIdleMs,
+    transportMemory: memoryOf(config.slipwayDir),
+    keepaliveMs: config.keepaliveMs,
   });
   // Exchanged up front: a CI job not allowed to build should fail here, not at its first build.
   if (exchange) await exchange.token(client);
@@ -113,6 +116,10 @@ async function tunnel(command: 'proxy' | 'dial-stdio', config: CliConfig): Promi
   await proxy.close();
   await client.close();
   return 0;
+}
+
+function memoryOf(slipwayDir: string | undefined): TransportMemory {
+  return new TransportMemory(transportMemoryFile(slipwayDir));
 }
 
 main(process.argv.slice(2)).then(

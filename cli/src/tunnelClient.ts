@@ -10,6 +10,7 @@ import type { TunnelStream } from './tunnelStream.js';
 import type { Transport } from './config.js';
 import { BuildSession } from './buildSession.js';
 import type { ApiCarrier } from './gatewayApi.js';
+import type { TransportMemory } from './transportMemory.js';
 
 /**
  * The project token, or where to get one when it is needed: a token exchanged for the CI job's
@@ -30,6 +31,9 @@ export interface TunnelClientOptions {
   acquireTimeoutMs?: number;
   /** Finish the build this long after the last stream ended; 0 keeps it until close() (default 30 s). */
   buildIdleMs?: number;
+  /** See GatewayConnectionOptions. */
+  transportMemory?: TransportMemory;
+  keepaliveMs?: number;
 }
 
 // Opens tunnel streams to the gateway. Over HTTP/2 every stream shares the connection's one
@@ -61,6 +65,11 @@ export class TunnelClient implements ApiCarrier {
     return this.connection.transport;
   }
 
+  /** WebSocket was chosen from what an earlier process learned about this network, without a probe. */
+  get rememberedWebSocket(): boolean {
+    return this.connection.rememberedWebSocket;
+  }
+
   // Every stream belongs to a build: the first creates it and acquires a builder for the
   // platform; the build token then routes the stream to that builder.
   async open(platform: Platform): Promise<TunnelStream> {
@@ -71,7 +80,7 @@ export class TunnelClient implements ApiCarrier {
     let stream: TunnelStream;
     if (carrier === 'http/1.1') {
       const socket = await this.connection.tls(['http/1.1']);
-      stream = new WebSocketTunnelStream(this.options.gatewayUrl, socket, headers);
+      stream = new WebSocketTunnelStream(this.options.gatewayUrl, socket, headers, this.connection.keepaliveMs);
     } else {
       stream = new Http2TunnelStream(carrier, headers);
     }

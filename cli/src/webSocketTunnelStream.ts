@@ -10,7 +10,8 @@ export class WebSocketTunnelStream extends TunnelStreamBase implements TunnelStr
   readonly bytes: WebSocketByteStream;
   private readonly ws: WebSocket;
 
-  constructor(gatewayUrl: URL, socket: tls.TLSSocket, headers: TunnelRequestHeaders) {
+  /** keepaliveMs: a ping this often (0: never), so a proxy's idle timeout does not cut a quiet build. */
+  constructor(gatewayUrl: URL, socket: tls.TLSSocket, headers: TunnelRequestHeaders, keepaliveMs = 0) {
     super();
     const url = new URL(TUNNEL_PATH, gatewayUrl);
     url.protocol = 'wss:';
@@ -33,7 +34,18 @@ export class WebSocketTunnelStream extends TunnelStreamBase implements TunnelStr
       } else this.remoteEnd(new CliError('TUNNEL_FAILED', `tunnel WebSocket failed: ${err.message}`, { cause: err }));
     });
     this.bytes.on('end', () => this.remoteEnd(undefined));
-    this.ws.on('open', () => this.emit('open'));
+    this.ws.on('open', () => {
+      if (keepaliveMs > 0) {
+        // Each WebSocket is its own connection through the proxy, so each needs its own pings;
+        // the gateway's ws answers them with pongs, which keep the way back busy too.
+        const ping = setInterval(() => {
+          if (this.ws.readyState === this.ws.OPEN) this.ws.ping();
+        }, keepaliveMs);
+        ping.unref();
+        this.ws.once('close', () => clearInterval(ping));
+      }
+      this.emit('open');
+    });
     this.ws.on('unexpected-response', (_req, res) => {
       let body = '';
       res.setEncoding('utf8');

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import type { Env } from '@slipway/proto';
 import { loadConfig, parseDuration, type AdminRequest, type CliCommand, type CliConfig, type LoginConfig } from '../src/config.js';
 import { CliError } from '../src/cliError.js';
@@ -16,7 +17,7 @@ let caPath: string;
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'slipway-config-'));
   caPath = path.join(dir, 'ca.pem');
-  await import('node:fs/promises').then((fs) => fs.writeFile(caPath, 'not really a CA, only read'));
+  await import('node:fs/promises').then((fs) => fs.writeFile(caPath, '-----BEGIN CERTIFICATE-----\nnot really a CA: only read, never parsed\n-----END CERTIFICATE-----\n'));
 });
 after(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -99,6 +100,43 @@ describe('proxy and dial-stdio', () => {
 
   test('a flag without its value, and a stray argument, are refused', () => {
     invalid(env, ['dial-stdio', 'extra', '--platform'], 'flag --platform needs a value', "unexpected argument 'extra'");
+  });
+});
+
+describe('corporate networks', () => {
+  test('SLIPWAY_CA_CERT and NODE_EXTRA_CA_CERTS both add to Node\'s roots, in that order', async () => {
+    const extra = path.join(dir, 'extra.pem');
+    await import('node:fs/promises').then((fs) => fs.writeFile(extra, '-----BEGIN CERTIFICATE-----\nthe machine\'s extra CA\n-----END CERTIFICATE-----\n'));
+    const config = tunnel({ ...env, SLIPWAY_CA_CERT: caPath, NODE_EXTRA_CA_CERTS: extra }, ['proxy', '--platform', 'linux/amd64', '--listen', 'unix:///tmp/s.sock']);
+    assert.deepEqual(config.caSources?.map((s) => [s.origin, s.path]), [['SLIPWAY_CA_CERT', caPath], ['NODE_EXTRA_CA_CERTS', extra]]);
+    const bundle = config.ca?.toString('latin1') ?? '';
+    assert.ok(bundle.indexOf('not really a CA') < bundle.indexOf("the machine's extra CA"), 'both, SLIPWAY_CA_CERT first');
+    assert.ok(bundle.includes(tls.rootCertificates[0]!), "and Node's bundled roots");
+    const alone = tunnel({ ...env, NODE_EXTRA_CA_CERTS: extra }, ['dial-stdio', '--platform', 'linux/amd64']);
+    assert.deepEqual(alone.caSources?.map((s) => s.origin), ['NODE_EXTRA_CA_CERTS']);
+    const none = tunnel(env, ['dial-stdio', '--platform', 'linux/amd64']);
+    assert.equal(none.ca, undefined, "nothing added: Node's own store");
+  });
+
+  test('a CA file that cannot be read or holds no certificate is refused with the other problems', () => {
+    invalid(
+      { ...env, SLIPWAY_CA_CERT: path.join(dir, 'missing.pem'), NODE_EXTRA_CA_CERTS: path.join(dir, 'missing-extra.pem'), SLIPWAY_KEEPALIVE_MS: '-1' },
+      ['dial-stdio', '--platform', 'linux/amd64'],
+      /SLIPWAY_CA_CERT '.*missing\.pem' cannot be read/,
+      /NODE_EXTRA_CA_CERTS '.*missing-extra\.pem' cannot be read/,
+      'SLIPWAY_KEEPALIVE_MS',
+    );
+  });
+
+  test('unusable proxy settings are configuration problems, reported up front', () => {
+    invalid({ ...env, HTTPS_PROXY: 'socks5://proxy:1080' }, ['dial-stdio', '--platform', 'linux/amd64'], /only http:\/\/ proxies/);
+    invalid({ ...env, HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: '10.0.0.0/33' }, ['projects', 'list', '--admin-token', 'a'], /NO_PROXY has invalid entries/);
+  });
+
+  test('--keepalive-ms (SLIPWAY_KEEPALIVE_MS) defaults to 20 s; 0 turns keepalives off', () => {
+    assert.equal(tunnel(env, ['dial-stdio', '--platform', 'linux/amd64']).keepaliveMs, 20_000);
+    assert.equal(tunnel({ ...env, SLIPWAY_KEEPALIVE_MS: '0' }, ['dial-stdio', '--platform', 'linux/amd64']).keepaliveMs, 0);
+    assert.equal(tunnel({ ...env, SLIPWAY_KEEPALIVE_MS: '0' }, ['dial-stdio', '--platform', 'linux/amd64', '--keepalive-ms', '500']).keepaliveMs, 500);
   });
 });
 

@@ -52,3 +52,5 @@ export * from './buildLifecycle.js';
 export * from './redisCluster.js';
 export * from './tcpBalancer.js';
 export * from './fakeImds.js';
+export * from './inspectionCa.js';
+export * from './connectProxy.js';
