@@ -22,11 +22,13 @@ export interface AbuseLimits {
   maxKeys: number;
 }
 
+// Generous enough for a CI runner behind one NAT address running several builds, each of which
+// opens a burst of connections per step (buildx, compose); tight enough that a flood from one
+// address or one leaked token is cut off within seconds.
 export const DEFAULT_ABUSE_LIMITS: AbuseLimits = {
-  authPerAddress: { capacity: 200, refillPerSec: 50 },
-  // buildx opens a burst of connections per build step; a build's steady rate is far lower.
-  opensPerToken: { capacity: 500, refillPerSec: 100 },
-  opensPerAddress: { capacity: 2000, refillPerSec: 400 },
+  authPerAddress: { capacity: 2000, refillPerSec: 500 },
+  opensPerToken: { capacity: 1000, refillPerSec: 250 },
+  opensPerAddress: { capacity: 4000, refillPerSec: 1000 },
   maxStreamsPerToken: 1024,
   maxKeys: 100_000,
 };
