@@ -50,6 +50,8 @@ function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
 export class BuildSession {
   private build: Promise<CreatedBuild> | undefined;
   private readonly acquired = new Map<Platform, Promise<void>>();
+  /** The builder (agent id) acquired for each platform of the current build. */
+  readonly builders = new Map<Platform, string>();
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private openStreams = 0;
@@ -152,6 +154,7 @@ export class BuildSession {
       });
       if (answer.state === 'active') {
         const a = answer as Extract<AcquireAnswer, { state: 'active' }>;
+        this.builders.set(platform, a.builder.agentId);
         this.options.log.info('builder acquired', { buildId: build.buildId, platform, builder: a.builder.agentId, warm: a.warm, waitedMs: a.waitedMs });
         return;
       }
@@ -203,6 +206,7 @@ export class BuildSession {
     this.heartbeatTimer = undefined;
     this.build = undefined;
     this.acquired.clear();
+    this.builders.clear();
   }
 
   private async release(how: 'finish' | 'cancel', why: string): Promise<void> {

@@ -30,6 +30,26 @@ const adminFlags: Record<string, FlagSpec> = {
 
 const specs: CommandSpec[] = [
   {
+    name: 'doctor',
+    args: [],
+    flags: {
+      ...connectionFlags,
+      '--token': tunnelFlags['--token']!,
+      '--project': tunnelFlags['--project']!,
+      '--oidc-audience': tunnelFlags['--oidc-audience']!,
+      '--transport': tunnelFlags['--transport']!,
+      '--keepalive-ms': tunnelFlags['--keepalive-ms']!,
+      '--platform': { kind: 'list', env: 'SLIPWAY_PLATFORM', placeholder: 'P', help: 'platform whose builder to ask (default linux/amd64 and linux/arm64)' },
+      '--acquire-timeout-ms': { kind: 'value', env: 'SLIPWAY_ACQUIRE_TIMEOUT_MS', placeholder: 'MS', help: 'how long to wait for each builder (default 30000)' },
+      '--json': { kind: 'switch', help: 'print the report as JSON' },
+    },
+    summary:
+      'Check, in order, everything between here and a builder: configuration and token, DNS, proxy\n' +
+      'selection, TCP, TLS (and who issued the certificate), HTTP/2, WebSocket, authentication, a\n' +
+      "builder per platform answering BuildKit's ListWorkers, and what configure-docker set up. Each\n" +
+      'failure comes with a fix; the exit code is that of the first failure (0 when all pass).',
+  },
+  {
     name: 'proxy',
     args: [],
     flags: { ...tunnelFlags, '--listen': { kind: 'list', env: 'SLIPWAY_LISTEN', placeholder: 'ADDRESS', help: 'unix:///PATH.sock or tcp://HOST:PORT' } },
@@ -122,6 +142,9 @@ export const OVERVIEW = `Usage: slipway <command> [arguments] [flags]
 Builds:
   proxy --platform P --listen ADDRESS   serve BuildKit endpoints for docker/buildx
   dial-stdio --platform P               carry stdin/stdout as one tunnel (connection helpers)
+
+Diagnosis:
+  doctor [--json]                       check every step to a builder, with a fix for each failure
 
 Credentials:
   login [--admin] [--token-stdin]       check a token with the gateway and store it

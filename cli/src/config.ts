@@ -53,6 +53,21 @@ export interface CliConfig extends GatewayConnectionConfig {
   logLevel: LogLevel;
 }
 
+/** `doctor`. */
+export interface DoctorConfig extends GatewayConnectionConfig {
+  /** Configuration problems, reported by doctor's first check rather than thrown. */
+  problems: string[];
+  /** False when no usable gateway URL was found: nothing on the network can be checked. */
+  gatewayKnown: boolean;
+  credential: ProjectCredential | undefined;
+  project: string | undefined;
+  transport: Transport;
+  keepaliveMs: number;
+  platforms: Platform[];
+  acquireTimeoutMs: number;
+  json: boolean;
+}
+
 export interface LoginConfig extends GatewayConnectionConfig {
   admin: boolean;
   /** prompt: neither flag was given; a terminal is asked without echo, anything else is refused. */
@@ -96,6 +111,7 @@ export type CliCommand =
   | { command: 'help'; text: string; ok: boolean }
   | { command: 'proxy' | 'dial-stdio'; config: CliConfig }
   | { command: 'login'; config: LoginConfig }
+  | { command: 'doctor'; config: DoctorConfig }
   | { command: 'logout'; admin: boolean; credentialsFile: string }
   | { command: 'admin'; config: AdminConfig; request: AdminRequest };
 
@@ -176,6 +192,8 @@ function build(name: string, line: CommandLine, env: Env, problems: string[], ui
       return { command: name, config: tunnelConfig(line, env, problems, uid, name === 'proxy') };
     case 'login':
       return { command: 'login', config: loginConfig(line, env, problems, uid) };
+    case 'doctor':
+      return { command: 'doctor', config: doctorConfig(line, env, uid) };
     case 'logout':
       return { command: 'logout', admin: line.switches.has('--admin'), credentialsFile: requireCredentialsFile(env, problems) };
     default:
@@ -232,10 +250,13 @@ function resolveConnection(line: CommandLine, env: Env, problems: string[], uid:
   };
 }
 
+// Stands in for a gateway URL that is missing or unparseable, so the rest of the configuration can still be checked.
+const NO_GATEWAY = new URL('https://invalid.invalid');
+
 function parseGatewayUrl(raw: string | undefined, fromStore: boolean, problems: string[]): URL {
   if (raw === undefined) {
     problems.push('SLIPWAY_GATEWAY (or --gateway) is required, e.g. https://slipway.example.com; or run slipway login --gateway URL once');
-    return new URL('https://invalid.invalid');
+    return NO_GATEWAY;
   }
   const where = fromStore ? 'the stored gateway' : 'SLIPWAY_GATEWAY (or --gateway)';
   try {
@@ -244,7 +265,7 @@ function parseGatewayUrl(raw: string | undefined, fromStore: boolean, problems: 
     return url;
   } catch {
     problems.push(`${where} must be a URL like https://slipway.example.com; got '${raw}'`);
-    return new URL('https://invalid.invalid');
+    return NO_GATEWAY;
   }
 }
 
@@ -300,22 +321,7 @@ function enumSetting<T extends string>(line: CommandLine, flag: string, env: Env
 function tunnelConfig(line: CommandLine, env: Env, problems: string[], uid: number | undefined, listens: boolean): CliConfig {
   const connection = resolveConnection(line, env, problems, uid, '--token');
   const project = settingOf(line, '--project', env);
-  let credential: ProjectCredential = { kind: 'token', token: '', source: 'flag or environment' };
-  if (connection.token !== undefined && connection.tokenSource !== undefined) {
-    credential = { kind: 'token', token: connection.token, source: connection.tokenSource };
-  } else {
-    const ci = detectCi(env);
-    if (ci !== undefined) {
-      const audience = settingOf(line, '--oidc-audience', env) ?? DEFAULT_OIDC_AUDIENCE;
-      if (project === undefined) {
-        problems.push(`SLIPWAY_PROJECT (or --project) is required to exchange this ${CI_NAMES[ci]} job's OIDC identity for a token (no SLIPWAY_TOKEN is set and none is stored)`);
-      }
-      credential = { kind: 'oidc', ci, audience, project: project ?? '' };
-    } else {
-      const elsewhere = connection.storedElsewhere ? ` (the stored credentials are for ${connection.storedElsewhere}, not ${connection.gatewayUrl.origin})` : '';
-      problems.push(`no project token${elsewhere}: set SLIPWAY_TOKEN (or --token), run slipway login, or run in a CI job with an OIDC identity (GitHub Actions, GitLab CI, CircleCI, Buildkite)`);
-    }
-  }
+  const credential = resolveCredential(line, env, connection, project, problems) ?? { kind: 'token', token: '', source: 'flag or environment' };
   const platformRaw = settingOf(line, '--platform', env);
   let platform: Platform = 'linux/amd64';
   if (!platformRaw) problems.push(`--platform is required; expected one of ${Platforms.join(', ')}`);
@@ -346,6 +352,55 @@ function tunnelConfig(line: CommandLine, env: Env, problems: string[], uid: numb
     logLevel: enumSetting(line, '--log-level', env, LogLevels, 'warn', problems),
     caSources: connection.caSources ?? [],
     slipwayDir: connection.slipwayDir,
+  };
+}
+
+// The project token: given, stored, or (in a CI job) the job's OIDC identity to exchange.
+function resolveCredential(line: CommandLine, env: Env, connection: ResolvedConnection, project: string | undefined, problems: string[]): ProjectCredential | undefined {
+  if (connection.token !== undefined && connection.tokenSource !== undefined) {
+    return { kind: 'token', token: connection.token, source: connection.tokenSource };
+  }
+  const ci = detectCi(env);
+  if (ci !== undefined) {
+    const audience = settingOf(line, '--oidc-audience', env) ?? DEFAULT_OIDC_AUDIENCE;
+    if (project === undefined) {
+      problems.push(`SLIPWAY_PROJECT (or --project) is required to exchange this ${CI_NAMES[ci]} job's OIDC identity for a token (no SLIPWAY_TOKEN is set and none is stored)`);
+    }
+    return { kind: 'oidc', ci, audience, project: project ?? '' };
+  }
+  const elsewhere = connection.storedElsewhere ? ` (the stored credentials are for ${connection.storedElsewhere}, not ${connection.gatewayUrl.origin})` : '';
+  problems.push(`no project token${elsewhere}: set SLIPWAY_TOKEN (or --token), run slipway login, or run in a CI job with an OIDC identity (GitHub Actions, GitLab CI, CircleCI, Buildkite)`);
+  return undefined;
+}
+
+// doctor reports configuration problems as its first check instead of refusing to run: most of
+// what it checks (DNS, the proxy, TLS) needs only the gateway's address.
+function doctorConfig(line: CommandLine, env: Env, uid: number | undefined): DoctorConfig {
+  const problems: string[] = [];
+  const connection = resolveConnection(line, env, problems, uid, '--token');
+  const project = settingOf(line, '--project', env);
+  const credential = resolveCredential(line, env, connection, project, problems);
+  const platforms: Platform[] = [];
+  for (const raw of line.lists.get('--platform') ?? (env['SLIPWAY_PLATFORM'] ? env['SLIPWAY_PLATFORM'].split(',') : [...Platforms])) {
+    if (isPlatform(raw)) platforms.push(raw);
+    else problems.push(`--platform must be one of ${Platforms.join(', ')}; got '${raw}'`);
+  }
+  return {
+    gatewayUrl: connection.gatewayUrl,
+    gatewayKnown: connection.gatewayUrl.hostname !== NO_GATEWAY.hostname,
+    ca: connection.ca,
+    caSources: connection.caSources ?? [],
+    connectTimeoutMs: connection.connectTimeoutMs,
+    env,
+    slipwayDir: connection.slipwayDir,
+    problems,
+    credential,
+    project,
+    transport: enumSetting(line, '--transport', env, Transports, 'auto', problems),
+    keepaliveMs: intSetting(line, '--keepalive-ms', env, 20_000, 0, 3_600_000, problems),
+    platforms,
+    acquireTimeoutMs: intSetting(line, '--acquire-timeout-ms', env, 30_000, 100, 24 * 3_600_000, problems),
+    json: line.switches.has('--json'),
   };
 }
 

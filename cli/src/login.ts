@@ -5,6 +5,7 @@ import type { LoginConfig } from './config.js';
 import { readCredentials, removeCredentials, writeCredentials, type StoredCredentials } from './credentials.js';
 import { callGatewayApi, gatewayAnswerOf, type ApiCarrier } from './gatewayApi.js';
 import type { CommandOutput } from './adminCommand.js';
+import { unverifiedClaims } from './tokenClaims.js';
 
 const MAX_TOKEN_BYTES = 16 * 1024;
 
@@ -153,12 +154,3 @@ async function readToken(stdin: Readable): Promise<string> {
   return text;
 }
 
-/** The claims of a JWT, unverified: only to say what was logged in to and to hint at mistakes. */
-function unverifiedClaims(token: string): Record<string, unknown> {
-  try {
-    const payload: unknown = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8'));
-    return typeof payload === 'object' && payload !== null && !Array.isArray(payload) ? (payload as Record<string, unknown>) : {};
-  } catch {
-    return {};
-  }
-}

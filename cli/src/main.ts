@@ -10,6 +10,7 @@ import { runAdminCommand, type CommandOutput } from './adminCommand.js';
 import { runLogin, runLogout } from './login.js';
 import { OidcTokenExchange } from './oidcTokenExchange.js';
 import { TransportMemory, transportMemoryFile } from './transportMemory.js';
+import { doctorExitCode, renderDoctorReport, runDoctor } from './doctor.js';
 
 const output: CommandOutput = {
   stdout: (text) => process.stdout.write(text),
@@ -43,6 +44,11 @@ async function main(argv: string[]): Promise<number> {
         connection.close();
       }
       return 0;
+    }
+    case 'doctor': {
+      const report = await runDoctor(command.config, { log: createLogger('slipway', 'silent'), transportMemory: memoryOf(command.config.slipwayDir) });
+      process.stdout.write(command.config.json ? `${JSON.stringify(report, null, 2)}\n` : renderDoctorReport(report));
+      return doctorExitCode(report);
     }
     case 'proxy':
     case 'dial-stdio':

@@ -17,7 +17,12 @@ import { CliError } from './cliError.js';
 // Host-name entries never match literal IP hosts and IP entries never match names: we do not
 // resolve names, so `10.0.0.0/8` does not cover `build.internal` even if it resolves there.
 
-export type NoProxyRule =
+export type NoProxyRule = RuleShape & {
+  /** The entry as written in the variable, for messages (doctor says which one matched). */
+  readonly entry?: string;
+};
+
+type RuleShape =
   | { readonly kind: 'all'; readonly port: number | undefined }
   | {
       readonly kind: 'name';
@@ -45,7 +50,7 @@ export function parseNoProxy(value: string, variableName = 'NO_PROXY'): NoProxyR
     if (entry === '') continue;
     const rule = parseEntry(entry.toLowerCase());
     if (typeof rule === 'string') problems.push(`"${entry}": ${rule}`);
-    else rules.push(rule);
+    else rules.push({ ...rule, entry });
   }
   if (problems.length > 0) {
     throw new CliError('CONFIG_INVALID', `${variableName} has invalid entries: ${problems.join('; ')}`);
@@ -54,11 +59,16 @@ export function parseNoProxy(value: string, variableName = 'NO_PROXY'): NoProxyR
 }
 
 export function matchesNoProxy(rules: readonly NoProxyRule[], host: string, port: number): boolean {
-  if (rules.length === 0) return false;
+  return firstNoProxyMatch(rules, host, port) !== undefined;
+}
+
+/** The first rule that sends host:port direct, if any. */
+export function firstNoProxyMatch(rules: readonly NoProxyRule[], host: string, port: number): NoProxyRule | undefined {
+  if (rules.length === 0) return undefined;
   const bare = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
   const address = parseAddress(bare.replace(/%.*$/, ''));
   const name = address === undefined ? normaliseName(bare) : undefined;
-  return rules.some((rule) => {
+  return rules.find((rule) => {
     if (rule.port !== undefined && rule.port !== port) return false;
     switch (rule.kind) {
       case 'all':
@@ -73,7 +83,7 @@ export function matchesNoProxy(rules: readonly NoProxyRule[], host: string, port
 }
 
 // Returns the rule, or a sentence saying what is wrong with the entry.
-function parseEntry(entry: string): NoProxyRule | string {
+function parseEntry(entry: string): RuleShape | string {
   const split = splitPort(entry);
   if (typeof split === 'string') return split;
   const { hostPart, port, bracketed } = split;
@@ -152,7 +162,7 @@ function splitPort(
   return { hostPart, port, bracketed };
 }
 
-function cidrRule(address: Address, prefixLength: number, port: number | undefined): NoProxyRule {
+function cidrRule(address: Address, prefixLength: number, port: number | undefined): RuleShape {
   const bits = address.family === 4 ? 32 : 128;
   // Host bits set in the entry (`10.1.2.3/8`) are ignored rather than rejected, as `ip route` does.
   return {
@@ -164,7 +174,7 @@ function cidrRule(address: Address, prefixLength: number, port: number | undefin
   };
 }
 
-function inBlock(address: Address, rule: Extract<NoProxyRule, { kind: 'cidr' }>): boolean {
+function inBlock(address: Address, rule: Extract<RuleShape, { kind: 'cidr' }>): boolean {
   let candidate = address;
   // An IPv4-mapped IPv6 host (::ffff:10.0.0.1) is the IPv4 host for routing purposes.
   if (candidate.family === 6 && rule.family === 4 && candidate.value >> 32n === 0xffffn) {

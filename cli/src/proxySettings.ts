@@ -1,5 +1,5 @@
 import { CliError } from './cliError.js';
-import { matchesNoProxy, parseNoProxy } from './noProxy.js';
+import { firstNoProxyMatch, parseNoProxy } from './noProxy.js';
 
 export type ProxyEnv = Readonly<Record<string, string | undefined>>;
 
@@ -32,9 +32,22 @@ const defaultPorts: Readonly<Record<string, number>> = {
   'ws:': 80,
 };
 
+/** How the way to a target was chosen, for doctor. */
+export interface ProxyChoice {
+  proxy: ProxySettings | undefined;
+  /** The variable that named the proxy (set even when NO_PROXY then sent the target direct). */
+  variable: string | undefined;
+  /** The NO_PROXY entry that sent the target direct, and the variable holding it. */
+  bypass: { variable: string; entry: string } | undefined;
+}
+
 // Returns undefined for a direct connection. Throws CONFIG_INVALID for a proxy URL we cannot use
 // or a malformed NO_PROXY, so that loadConfig can call this once up front to validate.
 export function proxyFor(env: ProxyEnv, targetUrl: URL | string): ProxySettings | undefined {
+  return proxyChoice(env, targetUrl).proxy;
+}
+
+export function proxyChoice(env: ProxyEnv, targetUrl: URL | string): ProxyChoice {
   const target = typeof targetUrl === 'string' ? new URL(targetUrl) : targetUrl;
   const defaultPort = defaultPorts[target.protocol];
   if (defaultPort === undefined) {
@@ -45,7 +58,7 @@ export function proxyFor(env: ProxyEnv, targetUrl: URL | string): ProxySettings 
   }
   const secure = target.protocol === 'https:' || target.protocol === 'wss:';
   const chosen = firstSet(env, secure ? proxyVariables.secure : proxyVariables.plain);
-  if (chosen === undefined) return undefined;
+  if (chosen === undefined) return { proxy: undefined, variable: undefined, bypass: undefined };
 
   // Parse NO_PROXY before deciding, so a malformed value is reported even when it would not
   // have mattered for this target.
@@ -53,8 +66,9 @@ export function proxyFor(env: ProxyEnv, targetUrl: URL | string): ProxySettings 
   const rules = noProxy === undefined ? [] : parseNoProxy(noProxy.value, noProxy.name);
   const proxy = parseProxyUrl(chosen.name, chosen.value);
   const port = target.port === '' ? defaultPort : Number(target.port);
-  if (matchesNoProxy(rules, target.hostname, port)) return undefined;
-  return proxy;
+  const match = firstNoProxyMatch(rules, target.hostname, port);
+  if (match !== undefined) return { proxy: undefined, variable: chosen.name, bypass: { variable: noProxy!.name, entry: match.entry ?? '' } };
+  return { proxy, variable: chosen.name, bypass: undefined };
 }
 
 // host:port of the proxy, for messages. Never includes credentials.

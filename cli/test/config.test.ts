@@ -140,6 +140,33 @@ describe('corporate networks', () => {
   });
 });
 
+describe('doctor', () => {
+  function doctor(e: Env, argv: string[] = []) {
+    const command = loadConfig(e, ['doctor', ...argv]);
+    assert.equal(command.command, 'doctor');
+    return (command as Extract<CliCommand, { command: 'doctor' }>).config;
+  }
+
+  test('configuration problems become its first check instead of an exit; flags it does not know still refuse', () => {
+    const config = doctor({ SLIPWAY_GATEWAY: 'https://gw.example.com', HOME: '/nonexistent-home', SLIPWAY_KEEPALIVE_MS: 'soon' });
+    assert.equal(config.gatewayKnown, true);
+    assert.equal(config.credential, undefined);
+    assert.ok(config.problems.some((p) => p.startsWith('no project token')), config.problems.join('; '));
+    assert.ok(config.problems.some((p) => p.includes('SLIPWAY_KEEPALIVE_MS')));
+    assert.equal(doctor({ HOME: '/nonexistent-home' }).gatewayKnown, false);
+    invalid(env, ['doctor', '--listen', 'unix:///x.sock'], "unknown flag '--listen' for slipway doctor");
+  });
+
+  test('checks both platforms unless told, and --json', () => {
+    assert.deepEqual(doctor(env).platforms, ['linux/amd64', 'linux/arm64']);
+    const one = doctor(env, ['--platform', 'linux/arm64', '--json']);
+    assert.deepEqual(one.platforms, ['linux/arm64']);
+    assert.equal(one.json, true);
+    assert.equal(one.acquireTimeoutMs, 30_000, 'a doctor does not wait ten minutes for a builder');
+    assert.ok(doctor(env, ['--platform', 'linux/s390x']).problems.some((p) => p.includes("got 'linux/s390x'")));
+  });
+});
+
 describe('the project token from a CI job\'s OIDC identity', () => {
   test('with no token and a CI detected, the token is exchanged for SLIPWAY_PROJECT with audience slipway', () => {
     const config = tunnel({ SLIPWAY_GATEWAY: 'https://gw.example.com', GITLAB_CI: 'true', SLIPWAY_PROJECT: 'web' }, ['dial-stdio', '--platform', 'linux/amd64']);
