@@ -17,7 +17,7 @@ export type UpstreamChoice = 'given' | 'buildkitd-socket-found' | 'dockerd-fallb
 export interface DevLauncherConfig {
   listenHost: string;
   listenPort: number;
-  /** Absolute; holds `pki/`, `dev.env` and `compose-agent.token`. */
+  /** Absolute; holds `pki/`, `dev.env` and the compose agents' `compose-amd64.token`, `compose-arm64.token`. */
   dir: string;
   /** `KIND:ADDRESS`, already checked by the agent's parser. */
   upstream: string;

@@ -28,7 +28,8 @@ import { DevLauncherError } from './devLauncherError.js';
 /** Issuer written into the dev tokens; the gateway program's default, so it accepts them too. */
 export const DEV_TOKEN_ISSUER = 'slipway';
 export const DEV_PROJECT = 'dev';
-export const COMPOSE_AGENT_ID = 'compose-agent';
+/** The docker-compose stack's two agents, one per platform label (docker-compose.yml). */
+export const COMPOSE_AGENT_IDS = ['compose-amd64', 'compose-arm64'] as const;
 const TOKEN_TTL_SEC = 30 * 24 * 60 * 60;
 // Short on purpose: this is a developer's machine, and Ctrl-C should not hang for a minute.
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -39,7 +40,8 @@ const GATEWAY_HEARTBEAT_TIMEOUT_MS = 15_000;
 export const DevFiles = {
   pki: 'pki',
   env: 'dev.env',
-  composeAgentToken: 'compose-agent.token',
+  /** `<agent id>.token` for each of COMPOSE_AGENT_IDS. */
+  composeAgentTokenSuffix: '.token',
   identity: 'identity.json',
 } as const;
 
@@ -50,7 +52,7 @@ export interface DevStack {
   agentRegistered: boolean;
   pki: DevPki;
   envFile: string;
-  composeAgentTokenFile: string;
+  composeAgentTokenFiles: string[];
   /** Drains the agent, then closes the gateway. Idempotent. */
   stop(): Promise<void>;
 }
@@ -107,12 +109,13 @@ export async function startDevStack(config: DevLauncherConfig, log: Logger): Pro
     }),
     isolateUntrusted: async (project) => (await identityStore.getProject(project))?.isolateUntrusted ?? false,
   };
-  // The docker-compose stack mounts this directory; its agent joins with this token.
-  const composeAgentTokenFile = path.join(config.dir, DevFiles.composeAgentToken);
-  await writeSecretFile(
-    composeAgentTokenFile,
-    `${await issuer.issueAgentToken({ agentId: COMPOSE_AGENT_ID, fleet: 'compose', ttlSec: TOKEN_TTL_SEC })}\n`,
-  );
+  // The docker-compose stack mounts this directory; its agents join with these tokens.
+  const composeAgentTokenFiles: string[] = [];
+  for (const composeAgentId of COMPOSE_AGENT_IDS) {
+    const file = path.join(config.dir, composeAgentId + DevFiles.composeAgentTokenSuffix);
+    await writeSecretFile(file, `${await issuer.issueAgentToken({ agentId: composeAgentId, fleet: 'compose', ttlSec: TOKEN_TTL_SEC })}\n`);
+    composeAgentTokenFiles.push(file);
+  }
 
   const gateway = new Gateway({
     gatewayId: `local-${hostname}`.slice(0, 128),
@@ -203,7 +206,7 @@ export async function startDevStack(config: DevLauncherConfig, log: Logger): Pro
     agentRegistered,
     pki,
     envFile,
-    composeAgentTokenFile,
+    composeAgentTokenFiles,
     stop() {
       stopping ??= (async () => {
         await agent.drain(SHUTDOWN_GRACE_MS);
