@@ -22,6 +22,10 @@ const tunnelFlags: Record<string, FlagSpec> = {
   '--log-level': { kind: 'value', env: 'SLIPWAY_LOG_LEVEL', placeholder: 'LEVEL', help: 'debug, info, warn, error or silent (default warn)' },
 };
 
+// The daemon serves every platform on sockets of its own, so it takes the tunnel settings
+// without --platform and --listen.
+const daemonFlags: Record<string, FlagSpec> = Object.fromEntries(Object.entries(tunnelFlags).filter(([flag]) => flag !== '--platform'));
+
 const adminFlags: Record<string, FlagSpec> = {
   ...connectionFlags,
   '--admin-token': { kind: 'value', env: 'SLIPWAY_ADMIN_TOKEN', placeholder: 'TOKEN', help: 'admin token (default: the one stored by slipway login --admin)' },
@@ -64,6 +68,27 @@ const specs: CommandSpec[] = [
     flags: tunnelFlags,
     summary: 'Carry stdin/stdout as one tunnel stream (for buildx/ssh-style connection helpers); its build ends\nwhen the stream does.',
   },
+  {
+    name: 'configure-docker',
+    args: [],
+    flags: { ...daemonFlags, '--uninstall': { kind: 'switch', help: 'put back everything configure-docker changed, as it was' } },
+    summary:
+      "Make Docker build on Slipway: a buildx builder 'slipway' (remote driver, a node per platform, this\n" +
+      "machine's first) on the sockets of the Slipway daemon (started now, and again when it dies),\n" +
+      'selected for every Docker context; the builder alias so plain docker build runs buildx; and the\n' +
+      'docker slipway plugin. Written straight into $DOCKER_CONFIG (buildx need not be installed);\n' +
+      'where buildx is, docker buildx inspect checks the result. Running it again changes nothing.',
+  },
+  {
+    name: 'daemon start',
+    args: [],
+    flags: daemonFlags,
+    summary: 'Start the Slipway daemon unless it runs: a socket per platform in $XDG_CONFIG_HOME/slipway/docker\n(mode 0600), each connection a tunnel to a builder; its worker is restarted when it dies.',
+  },
+  { name: 'daemon stop', args: [], flags: {}, summary: 'Stop the Slipway daemon; its builds are finished first.' },
+  { name: 'daemon status', args: [], flags: { '--json': { kind: 'switch', help: 'print JSON' } }, summary: 'Say whether the Slipway daemon runs, with its processes and sockets.' },
+  { name: 'daemon run', args: [], flags: daemonFlags, summary: 'The daemon itself, in the foreground (daemon start runs it).', hidden: true },
+  { name: 'daemon worker', args: [], flags: daemonFlags, summary: "The daemon's worker (started by the daemon).", hidden: true },
   {
     name: 'login',
     args: [],
@@ -131,6 +156,12 @@ export const COMMANDS: ReadonlyMap<string, CommandSpec> = new Map(specs.map((s) 
 export const GROUPS: ReadonlyMap<string, string[]> = (() => {
   const groups = new Map<string, string[]>();
   for (const s of specs) {
+    if (s.hidden) {
+      // Known to the parser (below), never offered.
+      const [group] = s.name.split(' ');
+      if (!groups.has(group!)) groups.set(group!, []);
+      continue;
+    }
     const [group, sub] = s.name.split(' ');
     if (sub !== undefined) groups.set(group!, [...(groups.get(group!) ?? []), sub]);
   }
@@ -145,6 +176,10 @@ Builds:
 
 Diagnosis:
   doctor [--json]                       check every step to a builder, with a fix for each failure
+
+Docker:
+  configure-docker [--uninstall]        docker build, docker buildx build and docker compose build on Slipway
+  daemon start | stop | status          the background daemon serving the builder's sockets
 
 Credentials:
   login [--admin] [--token-stdin]       check a token with the gateway and store it

@@ -19,6 +19,8 @@ export interface CommandSpec {
   args: readonly string[];
   flags: Readonly<Record<string, FlagSpec>>;
   summary: string;
+  /** Run by Slipway itself (the daemon's own processes), not by people: left out of help. */
+  hidden?: boolean;
 }
 
 export interface CommandLine {

@@ -8,6 +8,7 @@ import { detectCi, type CiName } from './ciOidcToken.js';
 import { CI_NAMES } from './oidcTokenExchange.js';
 import { caBundle, readCaSource, type CaSource } from './caBundle.js';
 import { proxyFor } from './proxySettings.js';
+import { dockerLocations, platformsNativeFirst, type DockerLocations } from './dockerLocations.js';
 
 export const Transports = ['auto', 'h2', 'websocket'] as const;
 export type Transport = (typeof Transports)[number];
@@ -51,6 +52,17 @@ export interface CliConfig extends GatewayConnectionConfig {
   /** Keepalives on idle gateway connections this often (0: none). */
   keepaliveMs: number;
   logLevel: LogLevel;
+}
+
+/** The proxy daemon (`daemon start|run|worker`) and configure-docker. */
+export interface DaemonConfig extends Omit<CliConfig, 'platform' | 'listen' | 'slipwayDir'> {
+  slipwayDir: string;
+  /** Every platform, the machine's own first. */
+  platforms: Platform[];
+  /** The command's flags, for the processes it starts. */
+  passThrough: string[];
+  /** undefined when no home for Docker's configuration can be found. */
+  docker: DockerLocations | undefined;
 }
 
 /** `doctor`. */
@@ -112,6 +124,11 @@ export type CliCommand =
   | { command: 'proxy' | 'dial-stdio'; config: CliConfig }
   | { command: 'login'; config: LoginConfig }
   | { command: 'doctor'; config: DoctorConfig }
+  | { command: 'daemon start' | 'daemon run' | 'daemon worker'; config: DaemonConfig }
+  | { command: 'daemon stop' | 'daemon status'; slipwayDir: string; json: boolean }
+  | { command: 'configure-docker'; uninstall: boolean; config: DaemonConfig; docker: DockerLocations }
+  /** The Docker CLI running `docker-slipway`: its arguments, as Docker gave them. */
+  | { command: 'docker-cli-plugin'; args: string[] }
   | { command: 'logout'; admin: boolean; credentialsFile: string }
   | { command: 'admin'; config: AdminConfig; request: AdminRequest };
 
@@ -157,6 +174,8 @@ export function loadConfig(env: Env, argv: readonly string[], options: LoadConfi
   const [first, ...rest] = argv;
   if (first === undefined) return { command: 'help', text: OVERVIEW, ok: false };
   if (first === '--help' || first === '-h' || first === 'help') return { command: 'help', text: OVERVIEW, ok: true };
+  // Docker's arguments, not ours: the plugin decides what they mean.
+  if (first === 'docker-cli-plugin') return { command: 'docker-cli-plugin', args: rest };
   let name = first;
   let tail = rest;
   const subcommands = GROUPS.get(first);
@@ -180,12 +199,12 @@ export function loadConfig(env: Env, argv: readonly string[], options: LoadConfi
   const line = parseCommandLine(spec, tail, problems);
   if (line.help) return { command: 'help', text: commandHelp(spec), ok: true };
   const uid = 'uid' in options ? options.uid : process.getuid?.();
-  const command = build(name, line, env, problems, uid);
+  const command = build(name, line, env, problems, uid, tail);
   if (problems.length > 0) throw new CliError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
   return command;
 }
 
-function build(name: string, line: CommandLine, env: Env, problems: string[], uid: number | undefined): CliCommand {
+function build(name: string, line: CommandLine, env: Env, problems: string[], uid: number | undefined, argv: readonly string[]): CliCommand {
   switch (name) {
     case 'proxy':
     case 'dial-stdio':
@@ -194,6 +213,20 @@ function build(name: string, line: CommandLine, env: Env, problems: string[], ui
       return { command: 'login', config: loginConfig(line, env, problems, uid) };
     case 'doctor':
       return { command: 'doctor', config: doctorConfig(line, env, uid) };
+    case 'daemon start':
+    case 'daemon run':
+    case 'daemon worker':
+      return { command: name, config: daemonConfig(line, env, problems, uid, argv) };
+    case 'daemon stop':
+    case 'daemon status':
+      return { command: name, slipwayDir: requireSlipwayDir(env, problems), json: line.switches.has('--json') };
+    case 'configure-docker': {
+      const uninstall = line.switches.has('--uninstall');
+      // Undoing needs no gateway or token: only where things are.
+      const config = daemonConfig(line, env, uninstall ? [] : problems, uid, argv.filter((a) => a !== '--uninstall'));
+      if (config.docker === undefined) problems.push("cannot tell where Docker's configuration is: set DOCKER_CONFIG or HOME");
+      return { command: 'configure-docker', uninstall, config, docker: config.docker! };
+    }
     case 'logout':
       return { command: 'logout', admin: line.switches.has('--admin'), credentialsFile: requireCredentialsFile(env, problems) };
     default:
@@ -319,9 +352,6 @@ function enumSetting<T extends string>(line: CommandLine, flag: string, env: Env
 }
 
 function tunnelConfig(line: CommandLine, env: Env, problems: string[], uid: number | undefined, listens: boolean): CliConfig {
-  const connection = resolveConnection(line, env, problems, uid, '--token');
-  const project = settingOf(line, '--project', env);
-  const credential = resolveCredential(line, env, connection, project, problems) ?? { kind: 'token', token: '', source: 'flag or environment' };
   const platformRaw = settingOf(line, '--platform', env);
   let platform: Platform = 'linux/amd64';
   if (!platformRaw) problems.push(`--platform is required; expected one of ${Platforms.join(', ')}`);
@@ -336,6 +366,14 @@ function tunnelConfig(line: CommandLine, env: Env, problems: string[], uid: numb
       if (parsed) listen.push(parsed);
     }
   }
+  return { ...buildSettings(line, env, problems, uid), platform, listen };
+}
+
+// Everything a tunnel client needs, whatever serves it (proxy, dial-stdio, the daemon).
+function buildSettings(line: CommandLine, env: Env, problems: string[], uid: number | undefined): Omit<CliConfig, 'platform' | 'listen'> {
+  const connection = resolveConnection(line, env, problems, uid, '--token');
+  const project = settingOf(line, '--project', env);
+  const credential = resolveCredential(line, env, connection, project, problems) ?? { kind: 'token', token: '', source: 'flag or environment' };
   return {
     gatewayUrl: connection.gatewayUrl,
     ca: connection.ca,
@@ -344,8 +382,6 @@ function tunnelConfig(line: CommandLine, env: Env, problems: string[], uid: numb
     credential,
     project,
     transport: enumSetting(line, '--transport', env, Transports, 'auto', problems),
-    platform,
-    listen,
     acquireTimeoutMs: intSetting(line, '--acquire-timeout-ms', env, 600_000, 100, 24 * 3_600_000, problems),
     buildIdleMs: intSetting(line, '--build-idle-ms', env, 30_000, 0, 24 * 3_600_000, problems),
     keepaliveMs: intSetting(line, '--keepalive-ms', env, 20_000, 0, 3_600_000, problems),
@@ -353,6 +389,20 @@ function tunnelConfig(line: CommandLine, env: Env, problems: string[], uid: numb
     caSources: connection.caSources ?? [],
     slipwayDir: connection.slipwayDir,
   };
+}
+
+// The daemon serves every platform from the user's Slipway directory; its flags are passed on
+// to the processes it starts.
+function daemonConfig(line: CommandLine, env: Env, problems: string[], uid: number | undefined, argv: readonly string[]): DaemonConfig {
+  const settings = buildSettings(line, env, problems, uid);
+  const slipwayDir = requireSlipwayDir(env, problems);
+  return { ...settings, slipwayDir, platforms: platformsNativeFirst(), passThrough: [...argv], docker: dockerLocations(env, slipwayDir) };
+}
+
+function requireSlipwayDir(env: Env, problems: string[]): string {
+  const dir = slipwayDirOf(env);
+  if (dir === undefined) problems.push('cannot tell where the Slipway directory is: neither XDG_CONFIG_HOME nor HOME is set to an absolute path');
+  return dir ?? '';
 }
 
 // The project token: given, stored, or (in a CI job) the job's OIDC identity to exchange.

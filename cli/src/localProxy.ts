@@ -55,6 +55,11 @@ export class LocalProxy {
     return bound;
   }
 
+  /** A connection accepted elsewhere (the daemon's supervisor, which owns the sockets) becomes a tunnel stream here. */
+  adopt(socket: net.Socket): void {
+    this.accept(socket);
+  }
+
   private accept(socket: net.Socket): void {
     socket.on('error', () => {});
     this.sockets.add(socket);

@@ -54,3 +54,4 @@ export * from './tcpBalancer.js';
 export * from './fakeImds.js';
 export * from './inspectionCa.js';
 export * from './connectProxy.js';
+export * from './countingRelay.js';
