@@ -16,6 +16,7 @@ export const CliErrorCodes = [
   'CONFLICT',
   'RATE_LIMITED',
   'ISSUER_UNAVAILABLE',
+  'DOCKER_SETUP',
   'INTERNAL',
 ] as const;
 export type CliErrorCode = (typeof CliErrorCodes)[number];
@@ -62,6 +63,8 @@ export function toCliError(err: unknown): CliError {
 //    17   RATE_LIMITED         the gateway asks to slow down; retrying later can succeed
 //    18   ISSUER_UNAVAILABLE   the gateway could not check the CI's OIDC token with its issuer;
 //                              retrying later can succeed
+//    19   DOCKER_SETUP         what configure-docker set up is not as it left it (the daemon is
+//                              down, a file was changed): slipway doctor says what
 //    70   INTERNAL             a bug in the CLI (70 = EX_SOFTWARE from sysexits.h)
 //
 // Codes stay below 64 except INTERNAL, and well clear of 126..165, which shells use for
@@ -84,6 +87,7 @@ const exitCodes: Readonly<Record<CliErrorCode, number>> = {
   CONFLICT: 16,
   RATE_LIMITED: 17,
   ISSUER_UNAVAILABLE: 18,
+  DOCKER_SETUP: 19,
   INTERNAL: 70,
 };
 

@@ -78,6 +78,8 @@ export interface DoctorConfig extends GatewayConnectionConfig {
   platforms: Platform[];
   acquireTimeoutMs: number;
   json: boolean;
+  /** What configure-docker set up, to check; undefined without a home for it. */
+  docker: DockerLocations | undefined;
 }
 
 export interface LoginConfig extends GatewayConnectionConfig {
@@ -451,6 +453,7 @@ function doctorConfig(line: CommandLine, env: Env, uid: number | undefined): Doc
     platforms,
     acquireTimeoutMs: intSetting(line, '--acquire-timeout-ms', env, 30_000, 100, 24 * 3_600_000, problems),
     json: line.switches.has('--json'),
+    docker: connection.slipwayDir === undefined ? undefined : dockerLocations(env, connection.slipwayDir),
   };
 }
 

@@ -48,8 +48,8 @@ export interface DoctorReport {
   checks: DoctorCheck[];
 }
 
-/** Extra checks run after the network ones (configure-docker's setup); each returns its checks. */
-export type ExtraChecks = () => Promise<DoctorCheck[]>;
+/** Checks run after the network ones (configure-docker's setup), given those. */
+export type ExtraChecks = (earlier: readonly DoctorCheck[]) => Promise<DoctorCheck[]>;
 
 export interface DoctorOptions {
   log: Logger;
@@ -165,7 +165,7 @@ export async function runDoctor(config: DoctorConfig, options: DoctorOptions): P
   async function finish(): Promise<DoctorReport> {
     if (options.extraChecks) {
       try {
-        checks.push(...(await options.extraChecks()));
+        checks.push(...(await options.extraChecks(checks)));
       } catch (err) {
         add({ id: 'docker', title: 'Docker', status: 'fail', summary: `could not be checked: ${toCliError(err).message}`, code: 'INTERNAL' });
       }

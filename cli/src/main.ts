@@ -21,6 +21,7 @@ import { daemonStatus, ensureDaemon, stopDaemon } from './daemonControl.js';
 import { daemonPaths, platformsNativeFirst, BUILDER_NAME } from './dockerLocations.js';
 import { pluginInvocation, pluginMetadata } from './dockerCliPlugin.js';
 import { findDocker } from './buildxCli.js';
+import { dockerChecks } from './dockerDoctor.js';
 
 const output: CommandOutput = {
   stdout: (text) => process.stdout.write(text),
@@ -56,8 +57,13 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'doctor': {
-      const report = await runDoctor(command.config, { log: createLogger('slipway', 'silent'), transportMemory: memoryOf(command.config.slipwayDir) });
-      process.stdout.write(command.config.json ? `${JSON.stringify(report, null, 2)}\n` : renderDoctorReport(report));
+      const { config } = command;
+      const report = await runDoctor(config, {
+        log: createLogger('slipway', 'silent'),
+        transportMemory: memoryOf(config.slipwayDir),
+        extraChecks: (earlier) => dockerChecks(config.docker, config.env, config.gatewayKnown ? config.gatewayUrl.origin : undefined, config.platforms, earlier, Math.max(config.connectTimeoutMs, 10_000)),
+      });
+      process.stdout.write(config.json ? `${JSON.stringify(report, null, 2)}\n` : renderDoctorReport(report));
       return doctorExitCode(report);
     }
     case 'proxy':

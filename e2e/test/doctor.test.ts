@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { once } from 'node:events';
-import { SLIPWAY_BIN, runCommand, startDockerd, startStack, tempDir, type Dockerd, type SlipwayStack, type TempDir } from '@slipway/e2e';
+import { SLIPWAY_BIN, buildxUnavailableReason, prepareBuildx, runCommand, startDockerd, startStack, tempDir, type Dockerd, type SlipwayStack, type TempDir } from '@slipway/e2e';
 
 interface Check {
   id: string;
@@ -23,15 +23,19 @@ interface Check {
 let stack: SlipwayStack;
 let dockerd: Dockerd;
 let scratch: TempDir;
+let dockerConfig: string;
 
 before(async () => {
   scratch = await tempDir('doctor');
+  // A Docker configuration of the test's own (with buildx where it is installed), never the machine's.
+  dockerConfig = buildxUnavailableReason() === null ? (await prepareBuildx(path.join(scratch.path, 'buildx'))).dockerConfig : path.join(scratch.path, 'docker-config');
   dockerd = await startDockerd({ flavor: '20.10' });
   stack = await startStack();
   await stack.startAgent({ agentId: 'doctor-amd64', platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
 });
 
 after(async () => {
+  if (scratch) await runCommand(process.execPath, [SLIPWAY_BIN, 'configure-docker', '--uninstall'], { env: { XDG_CONFIG_HOME: path.join(scratch.path, 'xdg'), DOCKER_CONFIG: dockerConfig, HOME: scratch.path }, allowFailure: true });
   await stack?.close();
   await dockerd?.stop();
   await scratch?.remove();
@@ -40,7 +44,9 @@ after(async () => {
 async function doctor(env: Record<string, string | undefined>, args: string[] = []): Promise<{ code: number | null; checks: Check[]; stdout: string }> {
   const base: Record<string, string> = {
     PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+    HOME: scratch.path,
     XDG_CONFIG_HOME: path.join(scratch.path, 'xdg'),
+    DOCKER_CONFIG: dockerConfig,
     SLIPWAY_GATEWAY: stack.gatewayUrl,
     SLIPWAY_TOKEN: await stack.clientToken('demo'),
     SLIPWAY_CA_CERT: stack.caPath,
@@ -69,12 +75,42 @@ const ORDER = ['config', 'dns', 'proxy', 'tcp', 'tls', 'http2', 'websocket', 'au
 test('all well: every check passes in order, the TLS issuer is shown, and the builder answered ListWorkers', async () => {
   const { code, checks, stdout } = await doctor({}, ['--platform', 'linux/amd64']);
   assert.equal(code, 0, stdout);
-  assert.deepEqual(checks.map((c) => c.id), ORDER);
-  for (const c of checks) assert.equal(c.status, 'ok', `${c.id}: ${c.summary}`);
+  assert.deepEqual(checks.map((c) => c.id), [...ORDER, 'docker']);
+  for (const c of checks.slice(0, ORDER.length)) assert.equal(c.status, 'ok', `${c.id}: ${c.summary}`);
+  // Docker not set up is worth saying, not a failure: slipway proxy works without it.
+  const docker = check(checks, 'docker');
+  assert.equal(docker.status, 'warn');
+  assert.match(docker.fix ?? '', /slipway configure-docker/);
   assert.match(check(checks, 'tls').summary, /issued by 'Slipway development CA/);
   assert.match(check(checks, 'builder:linux/amd64').summary, /builder doctor-amd64 answered ListWorkers through a HTTP\/2 tunnel: \d+ worker\(s\) for [^ ]*linux\/amd64/);
   assert.match(stdout, /^✔ Configuration/m);
-  assert.match(stdout, /All checks passed\./);
+  assert.match(stdout, /All checks passed \(1 warning\(s\)\)\./);
+});
+
+test("after configure-docker: the setup is as written and the daemon's socket answers ListWorkers; with the daemon down, exit 19 and how to start it", async () => {
+  const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: scratch.path, XDG_CONFIG_HOME: path.join(scratch.path, 'xdg'), DOCKER_CONFIG: dockerConfig, SLIPWAY_GATEWAY: stack.gatewayUrl, SLIPWAY_TOKEN: await stack.clientToken('demo'), SLIPWAY_CA_CERT: stack.caPath };
+  const configured = await runCommand(process.execPath, [SLIPWAY_BIN, 'configure-docker'], { env, allowFailure: true, timeoutMs: 120_000 });
+  assert.equal(configured.code, 0, configured.stderr);
+
+  const healthy = await doctor({}, ['--platform', 'linux/amd64']);
+  assert.equal(healthy.code, 0, healthy.stdout);
+  assert.deepEqual(healthy.checks.map((c) => c.id), [...ORDER, 'docker', 'daemon']);
+  const docker = check(healthy.checks, 'docker');
+  assert.notEqual(docker.status, 'fail', docker.summary);
+  const daemon = check(healthy.checks, 'daemon');
+  assert.equal(daemon.status, 'ok', daemon.summary);
+  assert.match(healthy.stdout, /linux\/amd64: ListWorkers through unix:\/\/.*linux-amd64\.sock answered/);
+
+  const stopped = await runCommand(process.execPath, [SLIPWAY_BIN, 'daemon', 'stop'], { env, allowFailure: true });
+  assert.equal(stopped.code, 0, stopped.stderr);
+  const down = await doctor({}, ['--platform', 'linux/amd64']);
+  assert.equal(down.code, 19, down.stdout);
+  const daemonDown = check(down.checks, 'daemon');
+  assert.equal(daemonDown.status, 'fail');
+  assert.match(daemonDown.summary, /the Slipway daemon is not running/);
+  assert.match(daemonDown.fix ?? '', /slipway daemon start/);
+  const removed = await runCommand(process.execPath, [SLIPWAY_BIN, 'configure-docker', '--uninstall'], { env, allowFailure: true });
+  assert.equal(removed.code, 0, removed.stderr);
 });
 
 test('no token: the configuration check fails with how to get one (exit 2); the network is still checked', async () => {
