@@ -5,7 +5,7 @@ import type { CommandSpec, FlagSpec } from './commandLine.js';
 
 const connectionFlags: Record<string, FlagSpec> = {
   '--gateway': { kind: 'value', env: 'SLIPWAY_GATEWAY', placeholder: 'URL', help: 'https:// URL of the gateway (default: the one you logged in to)' },
-  '--ca-cert': { kind: 'value', env: 'SLIPWAY_CA_CERT', placeholder: 'PATH', help: 'PEM CA to verify the gateway with (default: system CAs)' },
+  '--ca-cert': { kind: 'value', env: 'SLIPWAY_CA_CERT', placeholder: 'PATH', help: "PEM CA(s) trusted besides Node's roots and NODE_EXTRA_CA_CERTS (a TLS-inspecting proxy's, say)" },
   '--connect-timeout-ms': { kind: 'value', env: 'SLIPWAY_CONNECT_TIMEOUT_MS', placeholder: 'MS', help: 'limit for reaching the gateway (100-600000, default 15000)' },
 };
 
