@@ -101,11 +101,12 @@ export class BuildSession {
   }
 
   /**
-   * The build lost its builder (or ended) under a stream: forget it, so the next stream starts
-   * a fresh build rather than failing the same way.
+   * The build lost its builder (or ended) under a stream: give it up, so the next stream starts
+   * a fresh build rather than failing the same way. It is cancelled at the gateway too, so that it
+   * does not hold a builder slot until its heartbeats are missed.
    */
   invalidate(): void {
-    this.forget();
+    void this.release('cancel', 'its builder was lost under a stream');
   }
 
   /** Finishes (or cancels) the build and stops heartbeating. Idempotent. */

@@ -3,6 +3,7 @@ import type tls from 'node:tls';
 import { readBoundedBody, readHttpResponseHead, type HttpResponseHead } from '@slipway/proto';
 import { CliError, type CliErrorCode } from './cliError.js';
 import { cliCodeOf } from './tunnelStream.js';
+import { leaveIfDraining } from './drainingReplica.js';
 
 const MAX_RESPONSE_BYTES = 1024 * 1024;
 const MAX_HEAD_BYTES = 64 * 1024;
@@ -91,6 +92,7 @@ function overHttp2(session: ClientHttp2Session, call: ApiCall, payload: Buffer |
       reject(new CliError('GATEWAY_UNREACHABLE', `${call.method} ${call.path}: no answer from the gateway within ${call.timeoutMs} ms`));
     }, call.timeoutMs);
     req.on('response', (h) => {
+      leaveIfDraining(session, h);
       status = Number(h[':status']);
     });
     req.on('data', (c: Buffer) => {

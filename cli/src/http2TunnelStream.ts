@@ -1,6 +1,7 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { Header, STREAM_END_CLEAN, TUNNEL_PATH } from '@slipway/proto';
 import { CliError } from './cliError.js';
+import { leaveIfDraining } from './drainingReplica.js';
 import { TunnelStreamBase, tunnelError, type TunnelStream } from './tunnelStream.js';
 
 export interface TunnelRequestHeaders {
@@ -31,6 +32,7 @@ export class Http2TunnelStream extends TunnelStreamBase implements TunnelStream 
     this.stream = session.request(outgoing);
     this.stream.on('error', (err) => this.fail(new CliError('TUNNEL_FAILED', `tunnel stream failed: ${err.message}`, { cause: err })));
     this.stream.on('response', (h) => {
+      leaveIfDraining(session, h);
       const status = h[':status'];
       if (status === 200) {
         this.accepted = true;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ClientHttp2Session } from 'node:http2';
 import type tls from 'node:tls';
 import type { Env, Logger, Platform } from '@slipway/proto';
-import { CliError } from './cliError.js';
+import { CliError, toCliError } from './cliError.js';
 import { GatewayConnection } from './gatewayConnection.js';
 import { Http2TunnelStream } from './http2TunnelStream.js';
 import { WebSocketTunnelStream } from './webSocketTunnelStream.js';
@@ -76,13 +76,24 @@ export class TunnelClient implements ApiCarrier {
     if (this.closed) throw new CliError('INTERNAL', 'tunnel client is closed');
     const token = await this.builds.tokenFor(platform);
     const headers = { token, platform, project: this.options.project, streamId: randomUUID() };
-    const carrier = await this.connection.sessionOrHttp1();
-    let stream: TunnelStream;
-    if (carrier === 'http/1.1') {
-      const socket = await this.connection.tls(['http/1.1']);
-      stream = new WebSocketTunnelStream(this.options.gatewayUrl, socket, headers, this.connection.keepaliveMs);
-    } else {
-      stream = new Http2TunnelStream(carrier, headers);
+    let stream: TunnelStream | undefined;
+    // A replica that drains sends GOAWAY: its session takes no new stream, and the next session
+    // (through the load balancer) reaches another replica. A stream opened in the instant between
+    // the GOAWAY and our noticing it is refused locally, before any byte moved: open it again.
+    for (let attempt = 1; stream === undefined; attempt++) {
+      const carrier = await this.connection.sessionOrHttp1();
+      if (carrier === 'http/1.1') {
+        const socket = await this.connection.tls(['http/1.1']);
+        stream = new WebSocketTunnelStream(this.options.gatewayUrl, socket, headers, this.connection.keepaliveMs);
+        break;
+      }
+      try {
+        stream = new Http2TunnelStream(carrier, headers);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (attempt >= 3 || (code !== 'ERR_HTTP2_GOAWAY_SESSION' && code !== 'ERR_HTTP2_INVALID_SESSION')) throw toCliError(err);
+        this.options.log.info('gateway session is closing; opening the stream on a new one', { code: String(code) });
+      }
     }
     this.builds.streamOpened();
     stream.once('remote-end', (error) => {

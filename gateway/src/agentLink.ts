@@ -34,7 +34,7 @@ export interface StreamRequest {
 
 // The gateway's side of one agent connection: after the upgrade the agent serves HTTP/2 and the
 // gateway is its client, so opening a stream toward the agent costs no round trip of its own.
-export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
+export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: [] }> {
   readonly agentId: string;
   readonly fleet: string;
   platform: Platform = 'linux/amd64';
@@ -68,7 +68,7 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
     this.session.on('close', () => this.close(new GatewayError('AGENT_LOST', `agent ${this.agentId} disconnected`)));
     this.session.on('goaway', () => {
       // A GOAWAY from the agent is how it says it is shutting down: take nothing new.
-      this.draining = true;
+      this.markDraining();
     });
     this.session.on('connect', () => this.session.setLocalWindowSize(FlowControl.sessionWindowBytes));
   }
@@ -111,7 +111,7 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
     this.heartbeat = bidiCall(this.session, agentControlMethods().heartbeat, {
       onMessage: (pong: Pong) => {
         this.lastPongAtMs = Date.now();
-        this.draining = pong.draining;
+        if (pong.draining) this.markDraining();
       },
       onEnd: (err) => {
         if (!this.closed) this.close(err ?? new GatewayError('AGENT_LOST', `agent ${this.agentId} ended its heartbeat`));
@@ -134,6 +134,12 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError] }> {
     };
     tick();
     this.heartbeatTimer = setInterval(tick, this.options.heartbeatIntervalMs);
+  }
+
+  private markDraining(): void {
+    if (this.draining) return;
+    this.draining = true;
+    this.emit('draining');
   }
 
   hasCapacity(): boolean {

@@ -39,6 +39,8 @@ export class BuilderRegistry {
   async add(link: AgentLink): Promise<void> {
     const entry: Held = { link, epoch: undefined };
     this.held.set(link.agentId, entry);
+    // An agent that starts draining must leave placement now, not at the next renewal.
+    link.once('draining', () => void this.renew(entry));
     link.once('closed', () => {
       if (this.held.get(link.agentId) === entry) this.held.delete(link.agentId);
       if (entry.epoch !== undefined && !this.closed) {
@@ -71,35 +73,35 @@ export class BuilderRegistry {
     this.options.log.info('builder registered', { agentId: link.agentId, platform: link.platform, epoch: lease.epoch, project: lease.project ?? '(pool)' });
   }
 
+  private async renew(entry: Held, nowMs = this.now()): Promise<void> {
+    const { link } = entry;
+    if (link.closed || this.closed) return;
+    try {
+      const fresh =
+        entry.epoch !== undefined &&
+        (await this.options.table.renewBuilder({
+          agentId: link.agentId,
+          platform: link.platform,
+          gatewayId: this.options.gatewayId,
+          epoch: entry.epoch,
+          nowMs,
+          leaseMs: this.options.leaseMs,
+          draining: link.draining,
+        }));
+      // Stale: the lease lapsed (this replica could not reach the table for a while) and the
+      // builder's allocations were failed. It comes back as a new incarnation.
+      if (!fresh) await this.register(entry);
+    } catch (err) {
+      this.options.log.warn('cannot renew builder lease', { agentId: link.agentId, reason: toGatewayError(err).message });
+    }
+  }
+
   private async tick(): Promise<void> {
     if (this.ticking || this.closed) return;
     this.ticking = true;
     try {
       const nowMs = this.now();
-      await Promise.all(
-        [...this.held.values()].map(async (entry) => {
-          const { link } = entry;
-          if (link.closed) return;
-          try {
-            const fresh =
-              entry.epoch !== undefined &&
-              (await this.options.table.renewBuilder({
-                agentId: link.agentId,
-                platform: link.platform,
-                gatewayId: this.options.gatewayId,
-                epoch: entry.epoch,
-                nowMs,
-                leaseMs: this.options.leaseMs,
-                draining: link.draining,
-              }));
-            // Stale: the lease lapsed (this replica could not reach the table for a while) and
-            // the builder's allocations were failed. It comes back as a new incarnation.
-            if (!fresh) await this.register(entry);
-          } catch (err) {
-            this.options.log.warn('cannot renew builder lease', { agentId: link.agentId, reason: toGatewayError(err).message });
-          }
-        }),
-      );
+      await Promise.all([...this.held.values()].map((entry) => this.renew(entry, nowMs)));
       for (const platform of Platforms) {
         try {
           const reaped = await this.options.table.reap(platform, nowMs);
@@ -118,5 +120,23 @@ export class BuilderRegistry {
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
+  }
+
+  /**
+   * A replica shutting down takes its links out of the table at once, so that no new build is
+   * placed, and no stream forwarded, through links about to go; the builders stay placeable
+   * through their other replicas' links. Streams already running carry on.
+   */
+  async unlinkAll(): Promise<void> {
+    await Promise.all(
+      [...this.held.values()].map(async ({ link, epoch }) => {
+        if (epoch === undefined) return;
+        try {
+          await this.options.table.unlinkBuilder(link.agentId, link.platform, this.options.gatewayId, epoch);
+        } catch (err) {
+          this.options.log.warn('cannot unlink builder while shutting down', { agentId: link.agentId, reason: toGatewayError(err).message });
+        }
+      }),
+    );
   }
 }

@@ -191,6 +191,7 @@ export class Gateway {
       },
       serverFactory: (handler) => this.createServer(handler as (req: unknown, res: unknown) => void),
       metrics: this.metrics.registry,
+      isDraining: () => this.draining,
       isReady: () =>
         this.draining ? { ready: false, reason: 'draining' } : { ready: true, reason: `${this.pool.list().length} agent(s) connected` },
       maxHeaderBytes: options.maxHeaderBytes,
@@ -228,6 +229,7 @@ export class Gateway {
     });
     h2.on('session', (session) => {
       session.on('error', () => {});
+
       // Node leaves the session-level receive window at 64 KiB whatever the settings say.
       session.on('localSettings', () => {
         if (!session.destroyed) session.setLocalWindowSize(FlowControl.sessionWindowBytes);
@@ -259,6 +261,10 @@ export class Gateway {
     return server;
   }
 
+  private drainingHeaders(): Record<string, string> {
+    return this.draining ? { [Header.draining]: '1' } : {};
+  }
+
   async listen(): Promise<AddressInfo> {
     await this.app.listen({ host: this.options.host, port: this.options.port });
     const address = this.server.address() as AddressInfo;
@@ -286,16 +292,12 @@ export class Gateway {
       refuseHttp2(stream, new GatewayError('HEADERS_TOO_LARGE', `request headers exceed ${this.options.maxHeaderBytes} bytes`));
       return;
     }
-    if (this.draining) {
-      refuseHttp2(stream, new GatewayError('DRAINING', `gateway ${this.options.gatewayId} is shutting down; retry`));
-      return;
-    }
     // Hold the client's bytes (within the stream window) until an agent stream takes them.
     stream.pause();
     const source = stream.session?.socket?.remoteAddress;
     this.tunnels
       .authorize(headers, 'h2', source)
-      .then(async (request) => this.tunnels.run(new Http2ClientEnd(stream), request, await this.tunnels.route(request), 'h2', source))
+      .then(async (request) => this.tunnels.run(new Http2ClientEnd(stream, () => this.drainingHeaders()), request, await this.tunnels.route(request), 'h2', source))
       .catch((err: unknown) => refuseHttp2(stream, toGatewayError(err)));
   }
 
@@ -303,10 +305,6 @@ export class Gateway {
   // replica proves itself with a replica token; the client's own token is verified again here,
   // so a forward can reach nothing the client could not reach directly.
   private handleForwardedStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
-    if (this.draining) {
-      refuseHttp2(stream, new GatewayError('DRAINING', `gateway ${this.options.gatewayId} is shutting down`));
-      return;
-    }
     stream.pause();
     const forwarded = headers[Header.forwardedAuthorization];
     this.options.auth
@@ -346,10 +344,6 @@ export class Gateway {
   }
 
   private handleWebSocketTunnel(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (this.draining) {
-      refuseUpgrade(socket, new GatewayError('DRAINING', `gateway ${this.options.gatewayId} is shutting down; retry`));
-      return;
-    }
     const source = req.socket.remoteAddress;
     this.tunnels
       .authorize(req.headers, 'websocket', source)
@@ -444,7 +438,15 @@ export class Gateway {
   // the grace period runs out.
   async close(graceMs = 0): Promise<void> {
     this.draining = true;
+    // Draining serves on: tunnels still route (this replica holds its agents' links until the
+    // end) and new connections are served until the load balancer sees /readyz fail. Every answer
+    // now carries `slipway-draining`, which tells the CLI to open its next streams on a new
+    // connection, which the load balancer gives to another replica. (A GOAWAY would say the same,
+    // but streams crossing it on the wire are refused, and the client cannot know whether their
+    // first bytes were taken.) New builds are no longer placed through this replica's links, and
+    // new agent links are refused.
     this.registry.close();
+    await this.registry.unlinkAll();
     this.forwarder?.close();
     this.options.identity?.revocations.close();
     const deadline = Date.now() + graceMs;

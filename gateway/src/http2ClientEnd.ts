@@ -30,7 +30,10 @@ export function refuseHttp2(stream: ServerHttp2Stream, error: GatewayError): voi
 export class Http2ClientEnd implements ClientEnd {
   private trailers: Record<string, string> = { [Header.streamEnd]: STREAM_END_CLEAN };
 
-  constructor(private readonly stream: ServerHttp2Stream) {}
+  constructor(
+    private readonly stream: ServerHttp2Stream,
+    private readonly extraHeaders: () => Record<string, string> = () => ({}),
+  ) {}
 
   get readable(): ServerHttp2Stream {
     return this.stream;
@@ -42,7 +45,7 @@ export class Http2ClientEnd implements ClientEnd {
 
   accept(): void {
     if (this.stream.headersSent || this.stream.destroyed) return;
-    this.stream.respond({ ':status': 200, 'content-type': 'application/octet-stream' }, { waitForTrailers: true });
+    this.stream.respond({ ':status': 200, 'content-type': 'application/octet-stream', ...this.extraHeaders() }, { waitForTrailers: true });
     this.stream.on('wantTrailers', () => this.stream.sendTrailers(this.trailers));
   }
 

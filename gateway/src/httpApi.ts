@@ -1,11 +1,14 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type tls from 'node:tls';
+import { Header } from '@slipway/proto';
 import type { MetricsRegistry } from './metrics.js';
 
 export interface HttpApiOptions {
   serverFactory: (handler: (req: never, res: never) => void) => tls.Server;
   metrics: MetricsRegistry;
   isReady: () => { ready: boolean; reason: string };
+  /** While true, every answer says so (slipway-draining), so clients move to another replica. */
+  isDraining?: () => boolean;
   maxHeaderBytes: number;
   /** Adds the routes that need the gateway's services (the build lifecycle). */
   register?: (app: FastifyInstance) => void;
@@ -27,6 +30,9 @@ export function createHttpApi(options: HttpApiOptions): FastifyInstance {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', reason });
   });
   app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(options.metrics.render()));
+  app.addHook('onSend', async (_req, reply) => {
+    if (options.isDraining?.()) void reply.header(Header.draining, '1');
+  });
   options.register?.(app);
   app.setNotFoundHandler(async (req, reply) =>
     reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${req.url.slice(0, 200)}` } }),

@@ -26,6 +26,10 @@ export const Header = {
   // On the 101 that accepts an agent link: which replica the agent reached (behind a TCP load
   // balancer, the agent learns it here and keeps links to distinct replicas).
   gatewayId: 'slipway-gateway-id',
+  // On any answer of a replica that is shutting down: it still serves this request, but the
+  // client should open its next ones on a new connection (another replica, through the load
+  // balancer).
+  draining: 'slipway-draining',
   // On an agent's connect request from EC2: its instance identity document (base64 of the exact
   // bytes IMDS served, which the signature covers) and AWS's base64 RSA-SHA256 signature of it.
   instanceDocument: 'slipway-instance-document',
