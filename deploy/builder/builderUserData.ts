@@ -34,7 +34,7 @@ export interface BuilderUserDataOptions {
   agentBundle: { url: string; sha256: string };
   /** PEM of a private CA that issued the gateway's certificate; omit for a public certificate. */
   gatewayCaPem?: string;
-  /** A join token written to the builder (static builders); a fleet's instances need one per instance id. */
+  /** The join token written to the builder: for a fleet, a fleet join token (sub `fleet:<fleet>`), which admits any instance of the fleet that proves its identity. */
   joinToken?: string;
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
 }

@@ -138,3 +138,37 @@ test('a join token past its expiry cannot be reused', async () => {
   assert.match(text, /^HTTP\/1\.1 401 /);
   assert.match(text, /expired/i);
 });
+
+test('a fleet join token (the same for every instance, as a launch template carries it) admits only instances of its fleet, each as its instance id', async () => {
+  const fleetToken = await stack.issuer.issueAgentToken({ agentId: 'fleet:test', fleet: 'test', ttlSec: 600 });
+  const withToken = async (headers: Record<string, string>, claimedId: string, platform = 'linux/amd64'): Promise<string> => {
+    const socket = tls.connect({ host: '127.0.0.1', port: stack.port, ca: fs.readFileSync(stack.caPath), servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    await once(socket, 'secureConnect');
+    const extra = Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    socket.write(
+      `GET ${AGENT_CONNECT_PATH} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: slipway-agent/1\r\nAuthorization: Bearer ${fleetToken}\r\n` +
+        `slipway-agent-id: ${claimedId}\r\nslipway-agent-platform: ${platform}\r\n${extra}\r\n`,
+    );
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => {
+      text += c;
+      if (text.includes('\r\n\r\n')) socket.destroy();
+    });
+    await once(socket, 'close');
+    return text;
+  };
+  const genuine = signedHeaders(identityDocument({ instanceId: INSTANCE, accountId: ACCOUNT, region: 'eu-west-1' }), aws);
+  const admitted = await withToken({ 'slipway-instance-document': genuine.document, 'slipway-instance-signature': genuine.signature }, INSTANCE);
+  assert.match(admitted, /^HTTP\/1\.1 101 /, 'admitted as the instance its document proves');
+  const noDocument = await withToken({}, INSTANCE);
+  assert.match(noDocument, /^HTTP\/1\.1 401 /);
+  assert.match(noDocument, /fleet join token admits only an agent that proves its instance/);
+  const unknown = signedHeaders(identityDocument({ instanceId: 'i-0999999999999999a', accountId: ACCOUNT, region: 'eu-west-1' }), aws);
+  const notOurs = await withToken({ 'slipway-instance-document': unknown.document, 'slipway-instance-signature': unknown.signature }, 'i-0999999999999999a');
+  assert.match(notOurs, /^HTTP\/1\.1 403 /);
+  const claimsOther = await withToken({ 'slipway-instance-document': genuine.document, 'slipway-instance-signature': genuine.signature }, 'i-0eeeeffff00001111');
+  assert.match(claimsOther, /^HTTP\/1\.1 403 /, 'it cannot claim another id than its instance');
+});

@@ -96,7 +96,14 @@ export class AgentAdmission {
       const [sent, missing] = hasDocument ? [Header.instanceDocument, Header.instanceSignature] : [Header.instanceSignature, Header.instanceDocument];
       throw new GatewayError('UNAUTHENTICATED', `${who} sent ${sent} without ${missing}; an instance identity needs both`);
     }
+    // A fleet-scoped join token (sub `fleet:<fleet>`) is what a launch template can carry: the
+    // same for every instance of the fleet. It admits only an agent whose signed instance
+    // identity is an instance of that fleet, and that agent joins as its instance id.
+    const fleetScoped = token.agentId === fleetScopedAgentId(token.fleet);
     if (!hasDocument) {
+      if (fleetScoped) {
+        throw new GatewayError('UNAUTHENTICATED', `${who}: a fleet join token admits only an agent that proves its instance (${Header.instanceDocument}); run the agent with --identity imds`);
+      }
       if (this.#options.requireInstanceIdentity) {
         throw new GatewayError(
           'UNAUTHENTICATED',
@@ -112,7 +119,7 @@ export class AgentAdmission {
     }
     const identity = verifier.verify(instanceDocument!, instanceSignature!);
     const { instanceId } = identity;
-    if (token.agentId !== instanceId) {
+    if (!fleetScoped && token.agentId !== instanceId) {
       throw new GatewayError('FORBIDDEN', `${who}: the join token is for agent '${token.agentId}' but the instance identity document is for instance ${instanceId}; an agent on EC2 joins as its instance id`);
     }
 
@@ -143,11 +150,16 @@ export class AgentAdmission {
       throw new GatewayError('FORBIDDEN', `${who}: the fleet launched instance ${instanceId} as a ${facts.platform} builder but it is ${identity.architecture} (${instancePlatform})`);
     }
     return {
-      agentId: token.agentId,
+      agentId: instanceId,
       fleet: token.fleet,
       instanceId,
       ...(facts.project !== undefined ? { project: facts.project } : {}),
       instance: identity,
     };
   }
+}
+
+/** The agent id (token `sub`) of a join token valid for any instance of the fleet. */
+export function fleetScopedAgentId(fleet: string): string {
+  return `fleet:${fleet}`;
 }

@@ -368,10 +368,6 @@ export class Gateway {
       { path: 'agent', source: req.socket.remoteAddress, transport: 'https' },
       async () => {
         const identity = await this.options.auth.verifyAgent(this.options.parseBearer(req.headers.authorization));
-        const claimedId = single(Header.agentId);
-        if (claimedId !== undefined && claimedId !== identity.agentId) {
-          throw new GatewayError('FORBIDDEN', `agent token is for '${identity.agentId}' but the agent says it is '${claimedId.slice(0, 64)}'`);
-        }
         const platform = single(Header.agentPlatform) ?? '';
         if (!isPlatform(platform)) {
           throw new GatewayError('UNKNOWN_PLATFORM', `header ${Header.agentPlatform} is '${platform.slice(0, 64)}'; expected linux/amd64 or linux/arm64`);
@@ -384,7 +380,13 @@ export class Gateway {
               instanceSignature: single(Header.instanceSignature),
             })
           : undefined;
-        return { identity, platform, admitted };
+        // Who the agent is: its token's agent id, or the instance a fleet join token admitted.
+        const agentId = admitted?.agentId ?? identity.agentId;
+        const claimedId = single(Header.agentId);
+        if (claimedId !== undefined && claimedId !== agentId) {
+          throw new GatewayError('FORBIDDEN', `agent token is for '${agentId}' but the agent says it is '${claimedId.slice(0, 64)}'`);
+        }
+        return { identity: { ...identity, agentId }, platform, admitted };
       },
       ({ identity }) => ({ agentId: identity.agentId }),
     );
