@@ -174,6 +174,9 @@ Builds:
   proxy --platform P --listen ADDRESS   serve BuildKit endpoints for docker/buildx
   dial-stdio --platform P               carry stdin/stdout as one tunnel (connection helpers)
 
+Build:
+  build CONTEXT [-f F] [-t T] [--platform P,...] [--output SPEC]   build with BuildKit through Slipway, no local Docker
+
 Diagnosis:
   doctor [--json]                       check every step to a builder, with a fix for each failure
 

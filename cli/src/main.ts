@@ -22,6 +22,7 @@ import { daemonPaths, platformsNativeFirst, BUILDER_NAME } from './dockerLocatio
 import { pluginInvocation, pluginMetadata } from './dockerCliPlugin.js';
 import { findDocker } from './buildxCli.js';
 import { dockerChecks } from './dockerDoctor.js';
+import { loadBuildCommand, runBuild } from './build/buildCommand.js';
 
 const output: CommandOutput = {
   stdout: (text) => process.stdout.write(text),
@@ -29,6 +30,7 @@ const output: CommandOutput = {
 };
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'build') return build(argv.slice(1));
   const command = loadConfig(process.env, argv);
   switch (command.command) {
     case 'help':
@@ -247,6 +249,38 @@ async function tunnel(command: 'proxy' | 'dial-stdio', config: CliConfig): Promi
   await proxy.close();
   await client.close();
   return 0;
+}
+
+// `slipway build`: progress and the build's report on stderr, as buildx writes them.
+async function build(argv: string[]): Promise<number> {
+  const command = loadBuildCommand(process.env, argv, process.cwd());
+  if (command.config === undefined) {
+    process.stdout.write(`${command.help}\n`);
+    return 0;
+  }
+  const { config } = command;
+  const log = createLogger('slipway', config.logLevel);
+  const { token, exchange } = projectToken(config, log);
+  const client = new TunnelClient({
+    gatewayUrl: config.gatewayUrl,
+    token,
+    project: config.project,
+    ca: config.ca,
+    transport: config.transport,
+    env: config.env,
+    connectTimeoutMs: config.connectTimeoutMs,
+    log,
+    acquireTimeoutMs: config.acquireTimeoutMs,
+    buildIdleMs: 0,
+    transportMemory: memoryOf(config.slipwayDir),
+    keepaliveMs: config.keepaliveMs,
+  });
+  try {
+    if (exchange) await exchange.token(client);
+    return await runBuild(command, client, (text) => process.stderr.write(text));
+  } finally {
+    await client.close();
+  }
 }
 
 function memoryOf(slipwayDir: string | undefined): TransportMemory {

@@ -1,0 +1,107 @@
+import type { Env } from '@slipway/proto';
+import { commandHelp, parseCommandLine, type CommandSpec, type FlagSpec } from '../commandLine.js';
+import { CliError } from '../cliError.js';
+import { COMMANDS } from '../cliCommands.js';
+import { loadConfig, type CliConfig } from '../config.js';
+import { platformsNativeFirst } from '../dockerLocations.js';
+import { buildOptionsOf } from './buildOptions.js';
+import { runNativeBuild } from './nativeBuild.js';
+import { BuildFailure } from './buildFailure.js';
+import type { TunnelClient } from '../tunnelClient.js';
+
+// `slipway build`: buildx's build, spoken to BuildKit by the CLI itself through the gateway.
+// Its connection flags mean what they mean for `slipway dial-stdio`, whose configuration they
+// are read into, so credentials and proxies are resolved in one place.
+
+const CONNECTION_FLAGS = ['--gateway', '--ca-cert', '--connect-timeout-ms', '--token', '--project', '--oidc-audience', '--transport', '--acquire-timeout-ms', '--keepalive-ms', '--log-level'];
+
+function buildFlags(): Record<string, FlagSpec> {
+  const base = loadConfigSpecFlags();
+  const flag = (kind: FlagSpec['kind'], help: string, placeholder?: string): FlagSpec => ({ kind, help, ...(placeholder ? { placeholder } : {}) });
+  return {
+    '--file': flag('value', "the Dockerfile (default CONTEXT/Dockerfile)", 'PATH'),
+    '-f': flag('value', 'same as --file', 'PATH'),
+    '--tag': flag('list', 'name:tag of the image (recorded; images are not pushed or loaded yet)', 'NAME'),
+    '-t': flag('list', 'same as --tag', 'NAME'),
+    '--build-arg': flag('list', 'KEY=VALUE build argument (KEY alone: from the environment)', 'KEY=VALUE'),
+    '--label': flag('list', 'KEY=VALUE image label', 'KEY=VALUE'),
+    '--target': flag('value', 'the stage to build', 'STAGE'),
+    '--platform': flag('list', 'linux/amd64 and/or linux/arm64, comma-separated (default this machine\'s): one solve per platform, in parallel', 'P'),
+    '--output': flag('list', 'type=local,dest=DIR or type=tar,dest=FILE (DIR alone: local); with several platforms, DIR/<os>_<arch>/', 'SPEC'),
+    '-o': flag('list', 'same as --output', 'SPEC'),
+    '--progress': flag('value', 'plain, rawjson, quiet (auto: plain)', 'MODE'),
+    '--no-cache': flag('switch', 'do not use the builder\'s cache'),
+    '--secret': flag('list', 'id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret', 'SPEC'),
+    '--push': flag('switch', 'not supported yet'),
+    '--load': flag('switch', 'not supported yet'),
+    ...base,
+  };
+}
+
+function loadConfigSpecFlags(): Record<string, FlagSpec> {
+  const flags = COMMANDS.get('dial-stdio')?.flags ?? {};
+  return Object.fromEntries(Object.entries(flags).filter(([f]) => CONNECTION_FLAGS.includes(f)));
+}
+
+export function buildCommandSpec(): CommandSpec {
+  return {
+    name: 'build',
+    args: ['CONTEXT'],
+    flags: buildFlags(),
+    summary:
+      'Build a Dockerfile as docker buildx build does, with BuildKit spoken by this CLI through the\n' +
+      'gateway: no local Docker needed. The context (minus .dockerignore) is sent from here; each\n' +
+      'platform is solved on a builder of its own, in parallel. A failing step exits 1 with its log.',
+  };
+}
+
+export interface BuildCommand {
+  help: string | undefined;
+  config: CliConfig;
+  options: ReturnType<typeof buildOptionsOf>;
+}
+
+/** Parses `slipway build ...`; every problem at once, as CONFIG_INVALID. */
+export function loadBuildCommand(env: Env, argv: readonly string[], cwd: string): BuildCommand | { help: string; config?: undefined } {
+  const spec = buildCommandSpec();
+  const problems: string[] = [];
+  const line = parseCommandLine(spec, argv, problems);
+  if (line.help) return { help: commandHelp(spec) };
+  const native = platformsNativeFirst()[0]!;
+  const options = buildOptionsOf(line, env, cwd, native, problems);
+  const passed: string[] = [];
+  for (const flag of CONNECTION_FLAGS) {
+    const value = line.values.get(flag);
+    if (value !== undefined) passed.push(flag, value);
+  }
+  let config: CliConfig | undefined;
+  try {
+    const command = loadConfig(env, ['dial-stdio', ...passed, '--platform', options.platforms[0] ?? native]);
+    if (command.command === 'dial-stdio') config = command.config;
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    problems.push(...err.message.replace(/^invalid configuration:\n {2}- /, '').split('\n  - '));
+  }
+  if (problems.length > 0 || !config) throw new CliError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  return { help: undefined, config, options };
+}
+
+/** Runs a parsed build: 0 when it succeeded, 1 when the build itself failed (its report written). */
+export async function runBuild(command: BuildCommand, client: TunnelClient, write: (text: string) => void): Promise<number> {
+  try {
+    const results = await runNativeBuild(command.options, client, write);
+    if (command.options.progress !== 'quiet') {
+      for (const r of results) {
+        const digest = r.exporterResponse['containerimage.digest'];
+        write(`${command.options.platforms.length > 1 ? `[${r.platform}] ` : ''}built${digest ? ` ${digest}` : ''}${command.options.output.type !== 'none' ? ` → ${command.options.output.dest}` : ''}\n`);
+      }
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof BuildFailure) {
+      write(err.report());
+      return 1;
+    }
+    throw err;
+  }
+}

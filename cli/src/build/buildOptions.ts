@@ -1,0 +1,167 @@
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { isPlatform, type Env, type Platform } from '@slipway/proto';
+import type { CommandLine } from '../commandLine.js';
+import type { ProgressMode } from './progressPrinter.js';
+
+// What `slipway build` was asked to do, from its command line (buildx's flags and meanings),
+// checked as a whole: every problem is reported at once, and flags Slipway does not do yet are
+// refused by name rather than ignored.
+
+export type BuildOutput = { type: 'local'; dest: string } | { type: 'tar'; dest: string } | { type: 'none' };
+
+export interface BuildSecret {
+  id: string;
+  data: Buffer;
+}
+
+export interface BuildOptions {
+  contextDir: string;
+  /** The Dockerfile's folder and its name there. */
+  dockerfileDir: string;
+  dockerfileName: string;
+  tags: string[];
+  buildArgs: Record<string, string>;
+  labels: Record<string, string>;
+  target: string | undefined;
+  platforms: Platform[];
+  output: BuildOutput;
+  progress: ProgressMode;
+  noCache: boolean;
+  secrets: BuildSecret[];
+}
+
+/** `k=v,k2=v2` (buildx's CSV form, without quoting) into its fields. */
+function fields(raw: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of raw.split(',')) {
+    const eq = part.indexOf('=');
+    out.set(eq < 0 ? part.trim() : part.slice(0, eq).trim(), eq < 0 ? '' : part.slice(eq + 1));
+  }
+  return out;
+}
+
+function parseOutput(raw: string, problems: string[]): BuildOutput {
+  // buildx: a value without '=' is a local folder.
+  if (!raw.includes('=')) return raw === '-' ? (problems.push('--output - (a tarball on stdout) is not supported yet; give type=tar,dest=FILE'), { type: 'none' }) : { type: 'local', dest: raw };
+  const f = fields(raw);
+  const type = f.get('type') ?? 'local';
+  const dest = f.get('dest');
+  if (type === 'local' || type === 'tar') {
+    if (!dest) {
+      problems.push(`--output type=${type} needs dest=PATH; got '${raw}'`);
+      return { type: 'none' };
+    }
+    const unknown = [...f.keys()].filter((k) => k !== 'type' && k !== 'dest');
+    if (unknown.length > 0) problems.push(`--output type=${type}: unknown option(s) ${unknown.join(', ')}; expected dest`);
+    return { type, dest };
+  }
+  problems.push(`--output type=${type} is not supported by slipway build yet; expected type=local or type=tar (push, image, docker and oci outputs are not implemented)`);
+  return { type: 'none' };
+}
+
+function parseSecret(raw: string, env: Env, problems: string[]): BuildSecret | undefined {
+  const f = fields(raw);
+  const id = f.get('id');
+  if (!id) {
+    problems.push(`--secret needs id=ID; got '${raw}'`);
+    return undefined;
+  }
+  const type = f.get('type');
+  const src = f.get('src') ?? f.get('source');
+  const envName = f.get('env') ?? (type === 'env' ? id : undefined);
+  if (src !== undefined && envName !== undefined) {
+    problems.push(`--secret id=${id}: give src= or env=, not both`);
+    return undefined;
+  }
+  if (envName !== undefined || type === 'env') {
+    const value = env[envName ?? id];
+    if (value === undefined) {
+      problems.push(`--secret id=${id}: environment variable ${envName ?? id} is not set`);
+      return undefined;
+    }
+    return { id, data: Buffer.from(value) };
+  }
+  // buildx: with neither, the id names an environment variable if one is set, else a file of that name.
+  const file = src ?? id;
+  if (src === undefined && env[id] !== undefined) return { id, data: Buffer.from(env[id]!) };
+  try {
+    return { id, data: readFileSync(file) };
+  } catch (err) {
+    problems.push(`--secret id=${id}: cannot read ${file}: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
+function keyValues(values: string[], flag: string, env: Env | undefined, problems: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const raw of values) {
+    const eq = raw.indexOf('=');
+    if (eq === 0 || raw === '') {
+      problems.push(`${flag} must be KEY=VALUE; got '${raw}'`);
+      continue;
+    }
+    if (eq > 0) out[raw.slice(0, eq)] = raw.slice(eq + 1);
+    // A build arg without a value takes it from the environment, or is left out.
+    else if (env && env[raw] !== undefined) out[raw] = env[raw]!;
+    else if (!env) problems.push(`${flag} must be KEY=VALUE; got '${raw}'`);
+  }
+  return out;
+}
+
+export function buildOptionsOf(line: CommandLine, env: Env, cwd: string, nativePlatform: Platform, problems: string[]): BuildOptions {
+  const contextArg = line.args[0] ?? '.';
+  const contextDir = path.resolve(cwd, contextArg);
+  if (contextArg === '-' || /^[a-z]+:\/\//.test(contextArg)) problems.push(`the context must be a local folder; got '${contextArg}' (stdin and URL contexts are not supported yet)`);
+  else if (!statSync(contextDir, { throwIfNoEntry: false })?.isDirectory()) problems.push(`the context ${contextDir} is not a folder`);
+  const dockerfileArg = line.values.get('--file') ?? line.values.get('-f');
+  const dockerfilePath = dockerfileArg === undefined ? path.join(contextDir, 'Dockerfile') : path.resolve(cwd, dockerfileArg);
+  if (dockerfileArg === '-') problems.push('a Dockerfile on stdin (-f -) is not supported yet');
+  else if (!statSync(dockerfilePath, { throwIfNoEntry: false })?.isFile()) problems.push(`no Dockerfile at ${dockerfilePath}`);
+
+  const platforms: Platform[] = [];
+  for (const raw of [...(line.lists.get('--platform') ?? [])].flatMap((p) => p.split(',')).map((p) => p.trim()).filter((p) => p !== '')) {
+    if (!isPlatform(raw)) problems.push(`--platform ${raw}: Slipway builds linux/amd64 and linux/arm64`);
+    else if (!platforms.includes(raw)) platforms.push(raw);
+  }
+  if (platforms.length === 0) platforms.push(nativePlatform);
+
+  const outputs = [...(line.lists.get('--output') ?? []), ...(line.lists.get('-o') ?? [])];
+  if (outputs.length > 1) problems.push(`only one --output is supported; got ${outputs.length}`);
+  const output = outputs.length === 0 ? ({ type: 'none' } as const) : parseOutput(outputs[0]!, problems);
+
+  const progress = line.values.get('--progress') ?? 'plain';
+  if (progress !== 'plain' && progress !== 'rawjson' && progress !== 'quiet' && progress !== 'auto') problems.push(`--progress must be plain, rawjson, quiet or auto; got '${progress}' (tty is not implemented yet)`);
+
+  for (const flag of ['--push', '--load']) if (line.switches.has(flag)) problems.push(`${flag} is not supported by slipway build yet; use --output type=local or type=tar`);
+
+  const secrets = (line.lists.get('--secret') ?? []).map((raw) => parseSecret(raw, env, problems)).filter((s): s is BuildSecret => s !== undefined);
+  const ids = secrets.map((s) => s.id);
+  const duplicate = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (duplicate) problems.push(`--secret id=${duplicate} is given twice`);
+
+  return {
+    contextDir,
+    dockerfileDir: path.dirname(dockerfilePath),
+    dockerfileName: path.basename(dockerfilePath),
+    tags: [...(line.lists.get('--tag') ?? []), ...(line.lists.get('-t') ?? [])],
+    buildArgs: keyValues(line.lists.get('--build-arg') ?? [], '--build-arg', env, problems),
+    labels: keyValues(line.lists.get('--label') ?? [], '--label', undefined, problems),
+    target: line.values.get('--target'),
+    platforms,
+    output,
+    progress: progress === 'auto' ? 'plain' : (progress as ProgressMode),
+    noCache: line.switches.has('--no-cache'),
+    secrets,
+  };
+}
+
+/** The solve's frontend attributes for one platform (the dockerfile.v0 frontend's names). */
+export function frontendAttrsOf(options: BuildOptions, platform: Platform): Record<string, string> {
+  const attrs: Record<string, string> = { filename: options.dockerfileName, platform };
+  if (options.target) attrs['target'] = options.target;
+  if (options.noCache) attrs['no-cache'] = '';
+  for (const [k, v] of Object.entries(options.buildArgs)) attrs[`build-arg:${k}`] = v;
+  for (const [k, v] of Object.entries(options.labels)) attrs[`label:${k}`] = v;
+  return attrs;
+}

@@ -1,0 +1,108 @@
+import type { BigIntStats } from 'node:fs';
+import { methodCodec } from './buildkitProtos.js';
+
+// fsutil's Packet and Stat (see proto/moby/fsutil/types/wire.proto) and the translation of
+// file modes between Node's stat (Unix st_mode) and Go's os.FileMode, which fsutil puts on the wire.
+
+export const PACKET_STAT = 0;
+export const PACKET_REQ = 1;
+export const PACKET_DATA = 2;
+export const PACKET_FIN = 3;
+export const PACKET_ERR = 4;
+
+export interface WireStat {
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: string;
+  modTime: string;
+  linkname: string;
+  devmajor: string;
+  devminor: string;
+  xattrs: Record<string, Buffer>;
+}
+
+export interface Packet {
+  type: number;
+  stat: WireStat | null;
+  ID: number;
+  data: Buffer;
+}
+
+const codec = methodCodec<Packet, Packet>('moby.filesync.v1.FileSync', 'DiffCopy');
+export const encodePacket = (packet: Partial<Packet>): Buffer => codec.encodeRequest(packet as Packet);
+export const decodePacket = (bytes: Buffer): Packet => codec.decodeRequest(bytes);
+
+const GO_DIR = 2 ** 31;
+const GO_SYMLINK = 2 ** 27;
+const GO_DEVICE = 2 ** 26;
+const GO_NAMED_PIPE = 2 ** 25;
+const GO_SOCKET = 2 ** 24;
+const GO_SETUID = 2 ** 23;
+const GO_SETGID = 2 ** 22;
+const GO_CHAR_DEVICE = 2 ** 21;
+const GO_STICKY = 2 ** 20;
+const GO_TYPE = GO_DIR | GO_SYMLINK | GO_DEVICE | GO_NAMED_PIPE | GO_SOCKET | GO_CHAR_DEVICE | 2 ** 19;
+
+const S_IFMT = 0o170000;
+
+export function goModeOf(unixMode: number): number {
+  let mode = unixMode & 0o777;
+  if (unixMode & 0o4000) mode += GO_SETUID;
+  if (unixMode & 0o2000) mode += GO_SETGID;
+  if (unixMode & 0o1000) mode += GO_STICKY;
+  switch (unixMode & S_IFMT) {
+    case 0o040000:
+      return mode + GO_DIR;
+    case 0o120000:
+      return mode + GO_SYMLINK;
+    case 0o010000:
+      return mode + GO_NAMED_PIPE;
+    case 0o140000:
+      return mode + GO_SOCKET;
+    case 0o020000:
+      return mode + GO_DEVICE + GO_CHAR_DEVICE;
+    case 0o060000:
+      return mode + GO_DEVICE;
+    default:
+      return mode;
+  }
+}
+
+export type WireKind = 'dir' | 'symlink' | 'file' | 'other';
+
+export function kindOf(goMode: number): WireKind {
+  // Above 2^31 bitwise operators go negative: compare with unsigned views.
+  const mode = goMode >>> 0;
+  if ((mode & GO_DIR) >>> 0 !== 0) return 'dir';
+  if ((mode & GO_SYMLINK) !== 0) return 'symlink';
+  if (((mode & GO_TYPE) >>> 0) === 0) return 'file';
+  return 'other';
+}
+
+/** Unix permission bits (with setuid/setgid/sticky) of a Go FileMode. */
+export function unixPermOf(goMode: number): number {
+  const mode = goMode >>> 0;
+  let perm = mode & 0o777;
+  if (mode & GO_SETUID) perm |= 0o4000;
+  if (mode & GO_SETGID) perm |= 0o2000;
+  if (mode & GO_STICKY) perm |= 0o1000;
+  return perm;
+}
+
+export function wireStatOf(relPath: string, st: BigIntStats, linkname: string): WireStat {
+  const isFile = st.isFile();
+  return {
+    path: relPath,
+    mode: goModeOf(Number(st.mode)),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: isFile ? String(st.size) : '0',
+    modTime: String(st.mtimeNs),
+    linkname,
+    devmajor: '0',
+    devminor: '0',
+    xattrs: {},
+  };
+}

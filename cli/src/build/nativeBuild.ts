@@ -1,0 +1,138 @@
+import { randomBytes } from 'node:crypto';
+import http2 from 'node:http2';
+import path from 'node:path';
+import { Duplex } from 'node:stream';
+import { SocketDuplex, type Platform } from '@slipway/proto';
+import { CliError } from '../cliError.js';
+import type { TunnelClient } from '../tunnelClient.js';
+import { methodCodec } from './buildkitProtos.js';
+import type { BuildOptions } from './buildOptions.js';
+import { frontendAttrsOf } from './buildOptions.js';
+import { BuildFailure } from './buildFailure.js';
+import { ClientSession } from './clientSession.js';
+import { ContextSource } from './contextSource.js';
+import { GrpcClientCall } from './grpcClientCall.js';
+import { GRPC_NOT_FOUND, GrpcStatusError } from './grpcStatusError.js';
+import { receiveBytes, receiveLocal } from './localOutput.js';
+import { ProgressPrinter, type StatusMessage } from './progressPrinter.js';
+import { SessionServer } from './sessionServer.js';
+
+// One `slipway build`: a solve per platform, in parallel, each on its own tunnel stream to a
+// builder of that platform, each with its own session serving the context and receiving the output.
+
+const MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
+
+interface SolveResponse {
+  ExporterResponse: Record<string, string>;
+}
+
+export interface BuildResult {
+  platform: Platform;
+  exporterResponse: Record<string, string>;
+}
+
+export async function runNativeBuild(options: BuildOptions, client: TunnelClient, write: (text: string) => void): Promise<BuildResult[]> {
+  const several = options.platforms.length > 1;
+  const solves = options.platforms.map((platform) =>
+    solveOne(options, client, platform, several ? `${platform.replace('/', '_')}/` : '', new ProgressPrinter(options.progress, write, several ? `[${platform}] ` : '')),
+  );
+  const settled = await Promise.allSettled(solves);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<BuildResult>).value);
+}
+
+async function solveOne(options: BuildOptions, client: TunnelClient, platform: Platform, outputSub: string, printer: ProgressPrinter): Promise<BuildResult> {
+  const tunnel = await client.open(platform);
+  let tunnelError: CliError | undefined;
+  let tunnelEnded = false;
+  tunnel.once('remote-end', (error) => {
+    tunnelEnded = true;
+    tunnelError = error;
+  });
+  const bytes = Duplex.from({ readable: tunnel.readable, writable: tunnel.writable });
+  bytes.on('error', () => {
+    // Reported through the tunnel's remote-end and the calls' statuses.
+  });
+  const connection = http2.connect('http://buildkit', { createConnection: () => new SocketDuplex(bytes, MAX_BUFFERED_BYTES), settings: { initialWindowSize: 4 * 1024 * 1024 } });
+  connection.on('error', () => {
+    // Each call reports the connection's end as its own.
+  });
+  let sessionError: Error | undefined;
+  const server = new SessionServer((err) => (sessionError ??= err));
+  const context = new ContextSource();
+  context.add('context', options.contextDir);
+  context.add('dockerfile', options.dockerfileDir);
+  server.handle('/moby.filesync.v1.FileSync/DiffCopy', (call) => context.serve(call));
+  const health = methodCodec<object, { status: number }>('grpc.health.v1.Health', 'Check');
+  server.handle(health.path, async (call) => {
+    for await (const _ of call.messages()) break;
+    await call.send(health.encodeResponse({ status: 1 }));
+  });
+  const secrets = methodCodec<{ ID: string }, { data: Buffer }>('moby.buildkit.secrets.v1.Secrets', 'GetSecret');
+  if (options.secrets.length > 0) {
+    server.handle(secrets.path, async (call) => {
+      let id = '';
+      for await (const raw of call.messages()) id = secrets.decodeRequest(raw).ID;
+      const secret = options.secrets.find((s) => s.id === id);
+      // NotFound is what BuildKit expects for a secret the client does not have (required=false mounts go on without it).
+      if (!secret) throw new GrpcStatusError(GRPC_NOT_FOUND, `secret ${id} not found`, secrets.path);
+      await call.send(secrets.encodeResponse({ data: secret.data }));
+    });
+  }
+  let exporter = '';
+  const output = options.output;
+  if (output.type === 'local') {
+    exporter = 'local';
+    const dest = path.join(output.dest, outputSub);
+    server.handle('/moby.filesync.v1.FileSend/DiffCopy', (call) => receiveLocal(call, dest));
+  } else if (output.type === 'tar') {
+    exporter = 'tar';
+    const bytesCodec = methodCodec<{ data: Buffer }, { data: Buffer }>('moby.filesync.v1.FileSend', 'DiffCopy');
+    const dest = outputSub === '' ? output.dest : path.join(path.dirname(output.dest), `${outputSub.slice(0, -1)}-${path.basename(output.dest)}`);
+    server.handle('/moby.filesync.v1.FileSend/DiffCopy', (call) => receiveBytes(call, dest, (raw) => bytesCodec.decodeRequest(raw).data));
+  }
+
+  const session = new ClientSession(server, `slipway build ${path.basename(options.contextDir)}`);
+  const sessionDone = session.start(connection);
+  sessionDone.catch(() => {});
+  const ref = randomBytes(16).toString('hex');
+  const statusCodec = methodCodec<{ Ref: string }, StatusMessage>('moby.buildkit.v1.Control', 'Status');
+  const statusCall = new GrpcClientCall(connection, statusCodec);
+  const statusDone = (async () => {
+    await statusCall.write({ Ref: ref });
+    statusCall.end();
+    for await (const status of statusCall.messages()) printer.update(status);
+  })();
+  statusDone.catch(() => {});
+  const solveCodec = methodCodec<object, SolveResponse>('moby.buildkit.v1.Control', 'Solve');
+  try {
+    const answer = await GrpcClientCall.unary(connection, solveCodec, {
+      Ref: ref,
+      Exporter: exporter,
+      ExporterAttrs: {},
+      Session: session.id,
+      Frontend: 'dockerfile.v0',
+      FrontendAttrs: frontendAttrsOf(options, platform),
+      Entitlements: [],
+    });
+    // The last status messages may still be on their way: the Status stream ends after the solve.
+    await statusDone.catch(() => {});
+    return { platform, exporterResponse: answer.ExporterResponse };
+  } catch (err) {
+    await statusDone.catch(() => {});
+    if (tunnelError) throw new CliError(tunnelError.code, `the tunnel to the ${platform} builder was lost during the build: ${tunnelError.message}`, { cause: err });
+    if (err instanceof GrpcStatusError && err.connectionLost) {
+      throw new CliError('TUNNEL_FAILED', `the tunnel to the ${platform} builder was lost during the build${tunnelEnded ? '' : ''}: ${err.details}`, { cause: err });
+    }
+    if (err instanceof GrpcStatusError) throw new BuildFailure(platform, err.details, printer.failedStep(), sessionError);
+    throw err;
+  } finally {
+    session.close();
+    statusCall.cancel();
+    connection.destroy();
+    bytes.destroy();
+    tunnel.cancel();
+    client.streamEnded();
+  }
+}
