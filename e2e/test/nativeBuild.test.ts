@@ -4,7 +4,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startDockerd, startStack, makeBusyboxContext, runCommand, tempDir, SLIPWAY_BIN, type Dockerd, type SlipwayStack, type TempDir } from '@slipway/e2e';
+import { startDockerd, startStack, startAgentProcess, spawnManaged, makeBusyboxContext, runCommand, tempDir, SLIPWAY_BIN, type Dockerd, type SlipwayStack, type TempDir } from '@slipway/e2e';
 
 describe('slipway build against dockerd 20.10', () => {
   let dockerd: Dockerd;
@@ -59,6 +59,7 @@ describe('slipway build against dockerd 20.10', () => {
     assert.ok((await fs.stat(path.join(dest, 'busybox'))).mode & 0o100, 'modes survive the round trip');
     assert.match(result.stderr, /#\d+ [\d.]+ step-log-line/, 'plain progress shows the RUN step\'s log');
     assert.match(result.stderr, /#\d+ DONE/);
+    assert.match(result.stderr, /transferring dockerfile: \d+B done/, 'only the Dockerfile goes up for the Dockerfile, not the whole folder');
   });
 
   test('a failing RUN exits 1 with the step and its log tail', async () => {
@@ -71,5 +72,51 @@ describe('slipway build against dockerd 20.10', () => {
     assert.match(result.stderr, / > .*about-to-fail-line|about-to-fail-line/);
     const report = result.stderr.slice(result.stderr.indexOf('ERROR: failed to build'));
     assert.match(report, /about-to-fail-line/, 'the report repeats the failing step\'s log tail');
+  });
+});
+
+describe('slipway build when the builder goes away (dockerd 20.10)', () => {
+  let dockerd: Dockerd;
+  let stack: SlipwayStack;
+  let scratch: TempDir;
+
+  before(async () => {
+    scratch = await tempDir('native-build-lost');
+    dockerd = await startDockerd({ flavor: '20.10' });
+    stack = await startStack();
+  });
+  after(async () => {
+    await stack?.close();
+    await dockerd?.stop();
+    await scratch?.remove();
+  });
+
+  test('an agent killed during a long RUN is reported as a lost builder, not as a build error', async () => {
+    const agent = await startAgentProcess(stack, { agentId: 'doomed-amd64', platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
+    const context = await makeBusyboxContext(path.join(scratch.path, 'ctx-lost'), {
+      dockerfile: ['FROM scratch', 'COPY busybox /bin/busybox', 'RUN ["/bin/busybox","sh","-c","echo long-step-started && /bin/busybox sleep 120"]', ''].join('\n'),
+    });
+    const build = spawnManaged(process.execPath, [SLIPWAY_BIN, 'build', '--platform', 'linux/amd64', '--progress=plain', context.dir], {
+      name: 'slipway-build',
+      env: {
+        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+        HOME: scratch.path,
+        SLIPWAY_GATEWAY: stack.gatewayUrl,
+        SLIPWAY_TOKEN: await stack.clientToken('demo'),
+        SLIPWAY_CA_CERT: stack.caPath,
+      },
+    });
+    try {
+      await build.waitForOutput(/long-step-started/, 120_000);
+      agent.kill();
+      const status = await build.exited;
+      const output = build.output();
+      assert.ok(status.code === 11 || status.code === 10, `expected exit 11 (AGENT_LOST) or 10 (TUNNEL_FAILED); got ${JSON.stringify(status)}\n${output}`);
+      assert.match(output, /tunnel to the linux\/amd64 builder was lost/);
+      assert.doesNotMatch(output, /ERROR: failed to build/);
+    } finally {
+      build.kill();
+      agent.kill();
+    }
   });
 });

@@ -48,6 +48,23 @@ export async function listContext(root: string, includes: PathPatterns, excludes
   return entries;
 }
 
+// Paths BuildKit wants with symlinks resolved (the Dockerfile may be a link): older BuildKit asks
+// for the Dockerfile and .dockerignore this way only, without include-patterns.
+async function followed(root: string, paths: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths) {
+    out.push(p);
+    let current = p;
+    for (let hops = 0; hops < 40; hops++) {
+      const target = await readlink(path.join(root, current)).catch(() => undefined);
+      if (target === undefined) break;
+      current = path.posix.normalize(path.posix.join(path.posix.dirname(current), target)).replace(/^(\.\.\/)+|^\/+/, '');
+      out.push(current);
+    }
+  }
+  return out;
+}
+
 export class ContextSource {
   private readonly dirs = new Map<string, string>();
 
@@ -63,7 +80,8 @@ export class ContextSource {
     if (root === undefined) throw new GrpcStatusError(GRPC_NOT_FOUND, `no access allowed to dir "${name}"`, 'FileSync');
     let entries: ContextEntry[];
     try {
-      entries = await listContext(root, new PathPatterns(call.metadata('include-patterns')), new PathPatterns(call.metadata('exclude-patterns')));
+      const includes = [...call.metadata('include-patterns'), ...(await followed(root, call.metadata('followpaths')))];
+      entries = await listContext(root, new PathPatterns(includes), new PathPatterns(call.metadata('exclude-patterns')));
     } catch (err) {
       await call.send(encodePacket({ type: PACKET_ERR, data: Buffer.from((err as Error).message) }));
       throw err;
