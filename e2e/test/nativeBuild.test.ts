@@ -120,3 +120,91 @@ describe('slipway build when the builder goes away (dockerd 20.10)', () => {
     }
   });
 });
+
+describe('slipway build: several platforms and secrets (dockerd 20.10)', () => {
+  let dockerd: Dockerd;
+  let stack: SlipwayStack;
+  let scratch: TempDir;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    scratch = await tempDir('native-build-multi');
+    dockerd = await startDockerd({ flavor: '20.10' });
+    stack = await startStack();
+    // Both agents front the same dockerd: what is checked is that each platform's solve is routed
+    // to the agent of that platform and both outputs arrive, not emulation.
+    await stack.startAgent({ agentId: 'multi-amd64', platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
+    await stack.startAgent({ agentId: 'multi-arm64', platform: 'linux/arm64', upstream: `dockerd:unix://${dockerd.socketPath}` });
+    env = {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      HOME: scratch.path,
+      SLIPWAY_GATEWAY: stack.gatewayUrl,
+      SLIPWAY_TOKEN: await stack.clientToken('demo'),
+      SLIPWAY_CA_CERT: stack.caPath,
+    };
+  });
+  after(async () => {
+    await stack?.close();
+    await dockerd?.stop();
+    await scratch?.remove();
+  });
+
+  test('--platform linux/amd64,linux/arm64: one solve per platform, outputs in dest/<os>_<arch>/', async () => {
+    const context = await makeBusyboxContext(path.join(scratch.path, 'ctx-multi'), {
+      dockerfile: ['FROM scratch', 'ARG TARGETPLATFORM', 'COPY busybox /bin/busybox', 'COPY marker.txt /marker.txt', 'LABEL for=$TARGETPLATFORM', ''].join('\n'),
+      files: { 'marker.txt': 'both\n' },
+    });
+    const dest = path.join(scratch.path, 'out-multi');
+    const result = await runCommand(process.execPath, [SLIPWAY_BIN, 'build', '--platform', 'linux/amd64,linux/arm64', '-o', dest, '--progress=plain', context.dir], { env, allowFailure: true, timeoutMs: 180_000 });
+    assert.equal(result.code, 0, result.stderr);
+    for (const sub of ['linux_amd64', 'linux_arm64']) {
+      assert.equal(await fs.readFile(path.join(dest, sub, 'marker.txt'), 'utf8'), 'both\n', `${sub}'s output`);
+    }
+    assert.match(result.stderr, /\[linux\/amd64\] #\d+/);
+    assert.match(result.stderr, /\[linux\/arm64\] #\d+/);
+    const metrics = await fetchMetrics(stack);
+    for (const platform of ['linux/amd64', 'linux/arm64']) {
+      assert.match(metrics, new RegExp(`slipway_placements_total\\{[^}]*platform="${platform}"[^}]*\\} [1-9]`), `a placement on a ${platform} builder:\n${metrics.split('\n').filter((l) => l.includes('placements')).join('\n')}`);
+    }
+  });
+
+  test('--secret from a file and from the environment: RUN --mount=type=secret sees them, the output does not hold them', async () => {
+    const secretFile = path.join(scratch.path, 'token.txt');
+    await fs.writeFile(secretFile, 'file-s3cret-value');
+    const context = await makeBusyboxContext(path.join(scratch.path, 'ctx-secret'), {
+      dockerfile: [
+        'FROM scratch',
+        'COPY busybox /bin/busybox',
+        'RUN --mount=type=secret,id=tok --mount=type=secret,id=envtok ["/bin/busybox","sh","-c","/bin/busybox mkdir -p /out && [ \\"$(/bin/busybox cat /run/secrets/tok)\\" = file-s3cret-value ] && [ \\"$(/bin/busybox cat /run/secrets/envtok)\\" = env-s3cret-value ] && echo seen > /out/seen.txt"]',
+        '',
+      ].join('\n'),
+    });
+    const dest = path.join(scratch.path, 'out-secret');
+    const result = await runCommand(
+      process.execPath,
+      [SLIPWAY_BIN, 'build', '--platform', 'linux/amd64', '--secret', `id=tok,src=${secretFile}`, '--secret', 'id=envtok,env=MY_SECRET', '--output', `type=local,dest=${dest}`, context.dir],
+      { env: { ...env, MY_SECRET: 'env-s3cret-value' }, allowFailure: true, timeoutMs: 180_000 },
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await fs.readFile(path.join(dest, 'out/seen.txt'), 'utf8'), 'seen\n');
+    const grep = await runCommand('grep', ['-r', '-l', 's3cret-value', dest], { allowFailure: true });
+    assert.equal(grep.stdout, '', 'no file of the output holds a secret');
+    await assert.rejects(fs.stat(path.join(dest, 'run/secrets/tok')), { code: 'ENOENT' });
+  });
+});
+
+async function fetchMetrics(stack: SlipwayStack): Promise<string> {
+  const { default: https } = await import('node:https');
+  const ca = await fs.readFile(stack.caPath);
+  return new Promise((resolve, reject) => {
+    https
+      .get(`${stack.gatewayUrl}/metrics`, { ca }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
+}
