@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { startDockerd, startStack, startAgentProcess, spawnManaged, makeBusyboxContext, runCommand, tempDir, SLIPWAY_BIN, type Dockerd, type SlipwayStack, type TempDir } from '@slipway/e2e';
 
-describe('slipway build against dockerd 20.10', () => {
+for (const flavor of ['20.10', '26'] as const) describe(`slipway build against dockerd ${flavor}`, () => {
   let dockerd: Dockerd;
   let stack: SlipwayStack;
   let scratch: TempDir;
@@ -14,7 +14,7 @@ describe('slipway build against dockerd 20.10', () => {
 
   before(async () => {
     scratch = await tempDir('native-build');
-    dockerd = await startDockerd({ flavor: '20.10' });
+    dockerd = await startDockerd({ flavor });
     stack = await startStack();
     await stack.startAgent({ agentId: 'native-amd64', platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
     env = {
@@ -60,6 +60,28 @@ describe('slipway build against dockerd 20.10', () => {
     assert.match(result.stderr, /#\d+ [\d.]+ step-log-line/, 'plain progress shows the RUN step\'s log');
     assert.match(result.stderr, /#\d+ DONE/);
     assert.match(result.stderr, /transferring dockerfile: \d+B done/, 'only the Dockerfile goes up for the Dockerfile, not the whole folder');
+  });
+
+  test('type=tar lists the files; a second identical build reports every step as cached', async () => {
+    const context = await makeBusyboxContext(path.join(scratch.path, `ctx-tar-${flavor}`), {
+      dockerfile: ['FROM scratch', 'COPY busybox /bin/busybox', 'RUN ["/bin/busybox","sh","-c","echo tarred > /t.txt"]', ''].join('\n'),
+    });
+    const tarFile = path.join(scratch.path, `out-${flavor}.tar`);
+    const first = await slipwayBuild(['--output', `type=tar,dest=${tarFile}`, context.dir]);
+    assert.equal(first.code, 0, first.stderr);
+    const listing = await runCommand('tar', ['-tf', tarFile]);
+    const names = listing.stdout.split('\n').filter((l) => l !== '');
+    // RUN leaves its mount points (dev/, proc/, ...) behind: only what the build made is checked.
+    for (const name of ['bin/busybox', 't.txt']) assert.ok(names.includes(name), `${name} in the tarball: ${names.join(' ')}`);
+    assert.equal((await runCommand('tar', ['-xOf', tarFile, 't.txt'])).stdout, 'tarred\n');
+    const second = await slipwayBuild(['--output', `type=tar,dest=${tarFile}`, context.dir]);
+    assert.equal(second.code, 0, second.stderr);
+    const steps = [...second.stderr.matchAll(/^#\d+ \[\d+\/\d+\] .*$/gm)].map((m) => m[0]);
+    assert.ok(steps.length >= 2, second.stderr);
+    for (const step of steps) {
+      const n = step.split(' ')[0];
+      assert.match(second.stderr, new RegExp(`^${n} CACHED$`, 'm'), `${step} is cached the second time:\n${second.stderr}`);
+    }
   });
 
   test('a failing RUN exits 1 with the step and its log tail', async () => {
