@@ -275,10 +275,17 @@ async function build(argv: string[]): Promise<number> {
     transportMemory: memoryOf(config.slipwayDir),
     keepaliveMs: config.keepaliveMs,
   });
+  // Ctrl-C cancels the solves on their builders, then the build is finished as usual.
+  const interrupted = new AbortController();
+  const interrupt = (): void => interrupted.abort();
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
   try {
     if (exchange) await exchange.token(client);
-    return await runBuild(command, client, (text) => process.stderr.write(text));
+    return await runBuild(command, client, (text) => process.stderr.write(text), interrupted.signal);
   } finally {
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
     await client.close();
   }
 }

@@ -141,6 +141,35 @@ describe('slipway build when the builder goes away (dockerd 20.10)', () => {
       agent.kill();
     }
   });
+
+  test('Ctrl-C during a long RUN cancels the step on the builder and exits 130', async () => {
+    await stack.startAgent({ agentId: 'steady-amd64', platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
+    const context = await makeBusyboxContext(path.join(scratch.path, 'ctx-cancel'), {
+      dockerfile: ['FROM scratch', 'COPY busybox /bin/busybox', 'RUN ["/bin/busybox","sh","-c","echo cancel-me-started && /bin/busybox sleep 6 && echo cancel-me-finished"]', ''].join('\n'),
+    });
+    const buildEnv = {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      HOME: scratch.path,
+      SLIPWAY_GATEWAY: stack.gatewayUrl,
+      SLIPWAY_TOKEN: await stack.clientToken('demo'),
+      SLIPWAY_CA_CERT: stack.caPath,
+    };
+    const build = spawnManaged(process.execPath, [SLIPWAY_BIN, 'build', '--platform', 'linux/amd64', '--progress=plain', context.dir], { name: 'slipway-build-cancel', env: buildEnv });
+    try {
+      await build.waitForOutput(/#\d+ [\d.]+ cancel-me-started/, 120_000);
+      process.kill(build.pid!, 'SIGINT');
+      const status = await build.exited;
+      assert.equal(status.code, 130, build.output());
+      assert.match(build.output(), /cancelled/);
+      assert.doesNotMatch(build.output(), /#\d+ [\d.]+ cancel-me-finished/);
+    } finally {
+      build.kill();
+    }
+    // Had the step gone on after the cancel, it would now be in the cache; it runs again instead.
+    const again = await runCommand(process.execPath, [SLIPWAY_BIN, 'build', '--platform', 'linux/amd64', '--progress=plain', context.dir], { env: buildEnv, allowFailure: true, timeoutMs: 120_000 });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /#\d+ [\d.]+ cancel-me-finished/, `the RUN step ran again rather than coming from the cache:\n${again.stderr}`);
+  });
 });
 
 describe('slipway build: several platforms and secrets (dockerd 20.10)', () => {

@@ -5,7 +5,7 @@ import { COMMANDS } from '../cliCommands.js';
 import { loadConfig, type CliConfig } from '../config.js';
 import { platformsNativeFirst } from '../dockerLocations.js';
 import { buildOptionsOf } from './buildOptions.js';
-import { runNativeBuild } from './nativeBuild.js';
+import { BuildCancelled, runNativeBuild } from './nativeBuild.js';
 import { BuildFailure } from './buildFailure.js';
 import type { TunnelClient } from '../tunnelClient.js';
 
@@ -87,9 +87,9 @@ export function loadBuildCommand(env: Env, argv: readonly string[], cwd: string)
 }
 
 /** Runs a parsed build: 0 when it succeeded, 1 when the build itself failed (its report written). */
-export async function runBuild(command: BuildCommand, client: TunnelClient, write: (text: string) => void): Promise<number> {
+export async function runBuild(command: BuildCommand, client: TunnelClient, write: (text: string) => void, signal?: AbortSignal): Promise<number> {
   try {
-    const results = await runNativeBuild(command.options, client, write);
+    const results = await runNativeBuild(command.options, client, write, signal);
     if (command.options.progress !== 'quiet') {
       for (const r of results) {
         const digest = r.exporterResponse['containerimage.digest'];
@@ -101,6 +101,11 @@ export async function runBuild(command: BuildCommand, client: TunnelClient, writ
     if (err instanceof BuildFailure) {
       write(err.report());
       return 1;
+    }
+    if (err instanceof BuildCancelled) {
+      write(`ERROR: ${err.message}; its steps were cancelled on the builder\n`);
+      // 128 + SIGINT, as a shell reports a command interrupted by Ctrl-C.
+      return 130;
     }
     throw err;
   }

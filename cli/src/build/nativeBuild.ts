@@ -31,10 +31,15 @@ export interface BuildResult {
   exporterResponse: Record<string, string>;
 }
 
-export async function runNativeBuild(options: BuildOptions, client: TunnelClient, write: (text: string) => void): Promise<BuildResult[]> {
+/** The user cancelled the build (Ctrl-C): the solves were cancelled on their builders. */
+export class BuildCancelled extends Error {
+  override readonly name = 'BuildCancelled';
+}
+
+export async function runNativeBuild(options: BuildOptions, client: TunnelClient, write: (text: string) => void, signal?: AbortSignal): Promise<BuildResult[]> {
   const several = options.platforms.length > 1;
   const solves = options.platforms.map((platform) =>
-    solveOne(options, client, platform, several ? `${platform.replace('/', '_')}/` : '', new ProgressPrinter(options.progress, write, several ? `[${platform}] ` : '')),
+    solveOne(options, client, platform, several ? `${platform.replace('/', '_')}/` : '', new ProgressPrinter(options.progress, write, several ? `[${platform}] ` : ''), signal),
   );
   const settled = await Promise.allSettled(solves);
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
@@ -42,7 +47,8 @@ export async function runNativeBuild(options: BuildOptions, client: TunnelClient
   return settled.map((s) => (s as PromiseFulfilledResult<BuildResult>).value);
 }
 
-async function solveOne(options: BuildOptions, client: TunnelClient, platform: Platform, outputSub: string, printer: ProgressPrinter): Promise<BuildResult> {
+async function solveOne(options: BuildOptions, client: TunnelClient, platform: Platform, outputSub: string, printer: ProgressPrinter, signal: AbortSignal | undefined): Promise<BuildResult> {
+  if (signal?.aborted) throw new BuildCancelled('the build was cancelled');
   const tunnel = await client.open(platform);
   let tunnelError: CliError | undefined;
   let tunnelEnded = false;
@@ -106,8 +112,16 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
   })();
   statusDone.catch(() => {});
   const solveCodec = methodCodec<object, SolveResponse>('moby.buildkit.v1.Control', 'Solve');
+  // Cancelling the Solve call (RST_STREAM CANCEL) makes BuildKit cancel the solve: running
+  // steps are killed on the builder rather than left to finish for nobody.
+  const solveCall = new GrpcClientCall(connection, solveCodec);
+  const onAbort = (): void => {
+    solveCall.cancel();
+    statusCall.cancel();
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const answer = await GrpcClientCall.unary(connection, solveCodec, {
+    const answer = await unaryOn(solveCall, {
       Ref: ref,
       Exporter: exporter,
       ExporterAttrs: {},
@@ -121,6 +135,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     return { platform, exporterResponse: answer.ExporterResponse };
   } catch (err) {
     await statusDone.catch(() => {});
+    if (signal?.aborted) throw new BuildCancelled(`the build for ${platform} was cancelled`, { cause: err });
     if (tunnelError) throw new CliError(tunnelError.code, `the tunnel to the ${platform} builder was lost during the build: ${tunnelError.message}`, { cause: err });
     if (err instanceof GrpcStatusError && err.connectionLost) {
       throw new CliError('TUNNEL_FAILED', `the tunnel to the ${platform} builder was lost during the build${tunnelEnded ? '' : ''}: ${err.details}`, { cause: err });
@@ -128,6 +143,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     if (err instanceof GrpcStatusError) throw new BuildFailure(platform, err.details, printer.failedStep(), sessionError);
     throw err;
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     session.close();
     statusCall.cancel();
     connection.destroy();
@@ -135,4 +151,14 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     tunnel.cancel();
     client.streamEnded();
   }
+}
+
+async function unaryOn<Req, Res>(call: GrpcClientCall<Req, Res>, request: Req): Promise<Res> {
+  await call.write(request);
+  call.end();
+  let answer: Res | undefined;
+  for await (const message of call.messages()) answer = message;
+  await call.done;
+  if (answer === undefined) throw new GrpcStatusError(undefined, 'no answer message', 'Solve');
+  return answer;
 }
