@@ -84,7 +84,10 @@ function client(stack: SlipwayStack, lb: TcpBalancer, token: string): TunnelClie
     connectTimeoutMs: 5_000,
     log,
     acquireTimeoutMs: 20_000,
-    buildIdleMs: 0,
+    // A build whose streams are done gives its builder slot back soon, as `slipway proxy` does
+    // (there after 30 s): the long builds must not keep the surviving agent full for the rest of
+    // the test, or new builds would wait on capacity rather than on the drain.
+    buildIdleMs: 300,
   });
 }
 
