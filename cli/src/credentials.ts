@@ -7,7 +7,7 @@
 // others can read it, since by then the tokens may have leaked and quietly using them would hide it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { writeFileAtomic } from './atomicFile.js';
 import type { Env } from '@slipway/proto';
 import { CliError } from './cliError.js';
 
@@ -111,21 +111,9 @@ export function writeCredentials(file: string, credentials: StoredCredentials): 
     const v = credentials[field];
     if (v !== undefined) ordered[field] = v;
   }
-  const temp = path.join(dir, `.credentials.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    // 'wx': a file planted at the temporary name is never written through.
-    const fd = fs.openSync(temp, 'wx', 0o600);
-    try {
-      // The mode given to open is reduced by the umask, never widened; this makes it exact.
-      fs.fchmodSync(fd, 0o600);
-      fs.writeFileSync(fd, `${JSON.stringify(ordered, null, 2)}\n`);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(temp, file);
+    writeFileAtomic(file, `${JSON.stringify(ordered, null, 2)}\n`, 0o600);
   } catch (err) {
-    fs.rmSync(temp, { force: true });
     throw new CliError('CONFIG_INVALID', `cannot write the credentials to ${file}: ${(err as Error).message}`, { cause: err });
   }
   syncDirectory(dir);

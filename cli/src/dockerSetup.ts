@@ -11,7 +11,7 @@
 // is not rolled back over that change: only Slipway's part is taken out of it, or it is left be.
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { writeFileAtomic } from './atomicFile.js';
 import type { Env, Platform } from '@slipway/proto';
 import { CliError } from './cliError.js';
 import { BUILDER_NAME, type DockerLocations } from './dockerLocations.js';
@@ -252,19 +252,9 @@ function modeOf(file: string): number | null {
 
 function writeAtomic(file: string, content: Buffer, mode: number): void {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.slipway-${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const fd = fs.openSync(temp, 'wx', mode);
-    try {
-      fs.fchmodSync(fd, mode);
-      fs.writeFileSync(fd, content);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(temp, file);
+    writeFileAtomic(file, content, mode);
   } catch (err) {
-    fs.rmSync(temp, { force: true });
     throw new CliError('CONFIG_INVALID', `cannot write ${file}: ${(err as Error).message}`, { cause: err });
   }
 }

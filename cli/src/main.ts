@@ -1,4 +1,4 @@
-import { createLogger } from '@slipway/proto';
+import { createLogger, type Logger } from '@slipway/proto';
 import { spawn } from 'node:child_process';
 import type net from 'node:net';
 import { loadConfig, type CliConfig, type DaemonConfig } from './config.js';
@@ -199,10 +199,10 @@ function projectToken(config: Pick<CliConfig, 'credential' | 'env' | 'connectTim
   return { token: (api) => exchange.token(api), exchange };
 }
 
-async function tunnel(command: 'proxy' | 'dial-stdio', config: CliConfig): Promise<number> {
-  const log = createLogger('slipway', config.logLevel);
-  const { token, exchange } = projectToken(config, log);
-  const client = new TunnelClient({
+type TunnelSettings = Pick<CliConfig, 'gatewayUrl' | 'project' | 'ca' | 'transport' | 'env' | 'connectTimeoutMs' | 'acquireTimeoutMs' | 'slipwayDir' | 'keepaliveMs'>;
+
+function tunnelClient(config: TunnelSettings, token: ProjectTokenSource, log: Logger, buildIdleMs: number): TunnelClient {
+  return new TunnelClient({
     gatewayUrl: config.gatewayUrl,
     token,
     project: config.project,
@@ -212,11 +212,17 @@ async function tunnel(command: 'proxy' | 'dial-stdio', config: CliConfig): Promi
     connectTimeoutMs: config.connectTimeoutMs,
     log,
     acquireTimeoutMs: config.acquireTimeoutMs,
-    // dial-stdio serves one connection: its build ends with it.
-    buildIdleMs: command === 'dial-stdio' ? 0 : config.buildIdleMs,
+    buildIdleMs,
     transportMemory: memoryOf(config.slipwayDir),
     keepaliveMs: config.keepaliveMs,
   });
+}
+
+async function tunnel(command: 'proxy' | 'dial-stdio', config: CliConfig): Promise<number> {
+  const log = createLogger('slipway', config.logLevel);
+  const { token, exchange } = projectToken(config, log);
+  // dial-stdio serves one connection: its build ends with it.
+  const client = tunnelClient(config, token, log, command === 'dial-stdio' ? 0 : config.buildIdleMs);
   // Exchanged up front: a CI job not allowed to build should fail here, not at its first build.
   if (exchange) await exchange.token(client);
   if (command === 'dial-stdio') {
@@ -261,20 +267,7 @@ async function build(argv: string[]): Promise<number> {
   const { config } = command;
   const log = createLogger('slipway', config.logLevel);
   const { token, exchange } = projectToken(config, log);
-  const client = new TunnelClient({
-    gatewayUrl: config.gatewayUrl,
-    token,
-    project: config.project,
-    ca: config.ca,
-    transport: config.transport,
-    env: config.env,
-    connectTimeoutMs: config.connectTimeoutMs,
-    log,
-    acquireTimeoutMs: config.acquireTimeoutMs,
-    buildIdleMs: 0,
-    transportMemory: memoryOf(config.slipwayDir),
-    keepaliveMs: config.keepaliveMs,
-  });
+  const client = tunnelClient(config, token, log, 0);
   // Ctrl-C cancels the solves on their builders, then the build is finished as usual.
   const interrupted = new AbortController();
   const interrupt = (): void => interrupted.abort();

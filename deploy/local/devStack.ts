@@ -5,19 +5,13 @@ import { createLogger, type Logger } from '@slipway/proto';
 import {
   Gateway,
   MemoryIdentityStore,
+  identityServices,
   MemoryRoutingTable,
-  OidcExchange,
-  OidcIssuerKeys,
-  OidcVerifier,
-  ProjectAdmin,
-  RevocationList,
   TokenIssuer,
   TokenVerifier,
   ensureDevPki,
   parseBearer,
-  validateTrustPolicyInput,
   type DevPki,
-  type GatewayOptions,
 } from '@slipway/gateway';
 import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
 import type { DevLauncherConfig } from './config.js';
@@ -86,29 +80,16 @@ export async function startDevStack(config: DevLauncherConfig, log: Logger): Pro
   const adminToken = await issuer.issueAdminToken(`admin@${hostname}`.slice(0, 200), TOKEN_TTL_SEC);
   // Projects, tokens and trust policies made through the admin API survive restarts here.
   const identityStore = new MemoryIdentityStore(path.join(config.dir, DevFiles.identity));
-  const revocations = new RevocationList({ store: identityStore, refreshIntervalMs: 5_000, log });
-  await revocations.refresh();
-  const identity: GatewayOptions['identity'] = {
-    admin: new ProjectAdmin({
-      store: identityStore,
-      issuer,
-      revocations,
-      log,
-      maxTokenTtlSec: 90 * 86_400,
-      validateTrustPolicy: validateTrustPolicyInput,
-    }),
-    revocations,
+  const identity = await identityServices({
+    store: identityStore,
+    issuer,
     verifyAdmin: (token) => verifier.verifyAdmin(token),
     publicKeys: () => [pki.signingKey.publicJwk],
-    oidc: new OidcExchange({
-      store: identityStore,
-      verifier: new OidcVerifier({ issuerKeys: new OidcIssuerKeys() }),
-      issuer,
-      log,
-      defaultTokenTtlSec: 900,
-    }),
-    isolateUntrusted: async (project) => (await identityStore.getProject(project))?.isolateUntrusted ?? false,
-  };
+    log,
+    revocationRefreshMs: 5_000,
+    maxTokenTtlSec: 90 * 86_400,
+    oidcTokenTtlSec: 900,
+  });
   // The docker-compose stack mounts this directory; its agents join with these tokens.
   const composeAgentTokenFiles: string[] = [];
   for (const composeAgentId of COMPOSE_AGENT_IDS) {

@@ -1,7 +1,6 @@
 import { createLogger, type Platform } from '@slipway/proto';
 import { Gateway, type GatewayOptions, MemoryRoutingTable, TokenIssuer, TokenVerifier, makeTestPki, parseBearer, type RoutingTable, type TestPki } from '@slipway/gateway';
-import { MemoryIdentityStore, ProjectAdmin, RevocationList, validateTrustPolicyInput, type IdentityStore } from '@slipway/gateway';
-import { OidcExchange, OidcIssuerKeys, OidcVerifier } from '@slipway/gateway';
+import { MemoryIdentityStore, identityServices, type IdentityStore } from '@slipway/gateway';
 import { Agent, loadConfig as loadAgentConfig } from '@slipway/agent';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
@@ -80,36 +79,22 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
   const identityLog = createLogger('identity', quiet);
   const identityStore = options.identity ? (options.identityStore ?? new MemoryIdentityStore()) : undefined;
   // One store and revocation list for the stack's life: they outlive restartGateway().
-  const identity: GatewayOptions['identity'] = identityStore
-    ? (() => {
+  const identity = identityStore
+    ? await identityServices({
+        store: identityStore,
+        issuer,
+        verifyAdmin: (token) => verifier.verifyAdmin(token),
+        publicKeys: () => [pki.signingKey.publicJwk],
+        log: identityLog,
         // Short, so a revocation made through one replica of a test reaches the others quickly.
-        const revocations = new RevocationList({ store: identityStore, refreshIntervalMs: 250, log: identityLog });
-        return {
-          admin: new ProjectAdmin({
-            store: identityStore,
-            issuer,
-            revocations,
-            log: identityLog,
-            maxTokenTtlSec: 90 * 86_400,
-            // As the gateway program does: a bad policy is the caller's mistake (400), naming every problem.
-            validateTrustPolicy: validateTrustPolicyInput,
-          }),
-          revocations,
-          verifyAdmin: (token) => verifier.verifyAdmin(token),
-          publicKeys: () => [pki.signingKey.publicJwk],
-          oidc: new OidcExchange({
-            store: identityStore,
-            verifier: new OidcVerifier({ issuerKeys: new OidcIssuerKeys({
-              ...(options.oidcCa ? { extraCa: options.oidcCa } : {}),
-              ...(options.oidcUnknownKidCooldownMs !== undefined ? { unknownKidCooldownMs: options.oidcUnknownKidCooldownMs } : {}),
-            }) }),
-            issuer,
-            log: identityLog,
-            defaultTokenTtlSec: 900,
-          }),
-          isolateUntrusted: async (project) => (await identityStore.getProject(project))?.isolateUntrusted ?? false,
-        };
-      })()
+        revocationRefreshMs: 250,
+        maxTokenTtlSec: 90 * 86_400,
+        oidcTokenTtlSec: 900,
+        oidcIssuerKeys: {
+          ...(options.oidcCa ? { extraCa: options.oidcCa } : {}),
+          ...(options.oidcUnknownKidCooldownMs !== undefined ? { unknownKidCooldownMs: options.oidcUnknownKidCooldownMs } : {}),
+        },
+      })
     : undefined;
   const makeGateway = (port: number): Gateway =>
     new Gateway({

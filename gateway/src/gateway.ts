@@ -35,13 +35,10 @@ import { BuilderRegistry } from './builderRegistry.js';
 import { registerBuildApi } from './buildApi.js';
 import { ReplicaForwarder } from './replicaForwarder.js';
 import { registerAdminApi } from './adminApi.js';
-import type { ProjectAdmin } from './projectAdmin.js';
-import type { RevocationList } from './identity/revocationList.js';
-import type { JWK } from 'jose';
+import type { IdentityServices } from './identity/identityServices.js';
 import type { AgentAdmission } from './agentAdmission.js';
 import { AbuseGuard, DEFAULT_ABUSE_LIMITS, type AbuseLimits } from './abuseGuard.js';
 import { AuditLog } from './auditLog.js';
-import type { OidcExchange } from './oidcExchange.js';
 
 export interface GatewayOptions {
   gatewayId: string;
@@ -65,15 +62,7 @@ export interface GatewayOptions {
   /** CA for other replicas' certificates (default: the system's). */
   internalCa?: Buffer;
   /** Projects, tokens and trust policies (the admin API), and the revoked token ids every use is checked against. */
-  identity?: {
-    admin: ProjectAdmin;
-    revocations: RevocationList;
-    verifyAdmin: (token: string) => Promise<{ subject: string }>;
-    publicKeys: () => JWK[];
-    oidc?: OidcExchange;
-    /** Whether a project runs builds from untrusted CI identities on throwaway builders. */
-    isolateUntrusted?: (project: string) => Promise<boolean>;
-  };
+  identity?: IdentityServices;
   /** Rate limits and stream quotas (default DEFAULT_ABUSE_LIMITS). */
   limits?: AbuseLimits;
   /** Receives the audit log of authentication decisions, one JSON line each (default: discarded). */

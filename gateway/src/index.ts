@@ -56,3 +56,4 @@ export {
 } from './oidc/oidcVerifier.js';
 export { OidcExchange, type ExchangedToken } from './oidcExchange.js';
 export { validateTrustPolicyInput } from './trustPolicyInput.js';
+export { identityServices, type IdentityServices, type IdentityServicesOptions } from './identity/identityServices.js';

@@ -5,14 +5,10 @@ import { Gateway } from './gateway.js';
 import { TokenVerifier, loadVerificationKeys, parseBearer } from './tokenVerifier.js';
 import { TokenIssuer, generateSigningKey, loadSigningKeys } from './tokenIssuer.js';
 import { identityFromConfig } from './identity/identityFromConfig.js';
-import { ProjectAdmin } from './projectAdmin.js';
+import { identityServices } from './identity/identityServices.js';
 import { InstanceIdentityVerifier } from './instanceIdentityVerifier.js';
 import { AgentAdmission } from './agentAdmission.js';
 import { GatewayError } from './gatewayError.js';
-import { OidcExchange } from './oidcExchange.js';
-import { OidcIssuerKeys } from './oidc/oidcIssuerKeys.js';
-import { OidcVerifier } from './oidc/oidcVerifier.js';
-import { validateTrustPolicyInput } from './trustPolicyInput.js';
 import { auditSink } from './auditSink.js';
 import { routingTableFromConfig } from './routing/routingTableFromConfig.js';
 import { fleetFromConfig } from './fleet/fleetFromConfig.js';
@@ -39,24 +35,17 @@ async function main(): Promise<void> {
   const own = ring.map((k) => k.publicJwk).filter((k) => !jwks.keys.some((j) => j.kid === k.kid));
   const verifier = new TokenVerifier({ issuer: config.tokenIssuer, keys: [...jwks.keys, ...own] });
   const buildTokenIssuer = new TokenIssuer({ issuer: config.tokenIssuer, privateJwk: ring[0]!.privateJwk });
-  const identity = await identityFromConfig(config, log);
-  const admin = new ProjectAdmin({
+  const identity = identityFromConfig(config);
+  const services = await identityServices({
     store: identity.store,
     issuer: buildTokenIssuer,
-    revocations: identity.revocations,
+    verifyAdmin: (token) => verifier.verifyAdmin(token),
+    publicKeys: () => ring.map((k) => k.publicJwk),
     log,
+    revocationRefreshMs: config.revocationRefreshMs,
     maxTokenTtlSec: config.maxTokenTtlSec,
-    // Policies arrive through the admin API: a bad one is the caller's mistake, not the gateway's.
-    validateTrustPolicy: validateTrustPolicyInput,
-  });
-  const oidc = new OidcExchange({
-    store: identity.store,
-    verifier: new OidcVerifier({
-      issuerKeys: new OidcIssuerKeys(config.oidcCaPath ? { extraCa: fs.readFileSync(config.oidcCaPath) } : {}),
-    }),
-    issuer: buildTokenIssuer,
-    log,
-    defaultTokenTtlSec: config.oidcTokenTtlSec,
+    oidcTokenTtlSec: config.oidcTokenTtlSec,
+    oidcIssuerKeys: config.oidcCaPath ? { extraCa: fs.readFileSync(config.oidcCaPath) } : {},
   });
   const audit = auditSink(config.auditLogPath, process.stderr);
   const table = routingTableFromConfig(config);
@@ -86,14 +75,7 @@ async function main(): Promise<void> {
     internalCa: config.internalCaPath ? fs.readFileSync(config.internalCaPath) : undefined,
     canProvision: (platform) => fleet.canProvision(platform),
     admission,
-    identity: {
-      admin,
-      revocations: identity.revocations,
-      verifyAdmin: (token) => verifier.verifyAdmin(token),
-      publicKeys: () => ring.map((k) => k.publicJwk),
-      oidc,
-      isolateUntrusted: async (project) => (await identity.store.getProject(project))?.isolateUntrusted ?? false,
-    },
+    identity: services,
     limits: config.limits,
     auditSink: audit,
     placement: {

@@ -1,14 +1,12 @@
 import { Cluster, Redis } from 'ioredis';
-import type { Logger } from '@slipway/proto';
 import type { GatewayConfig } from '../config.js';
 import type { IdentityStore } from './identityStore.js';
 import { MemoryIdentityStore } from './memoryIdentityStore.js';
 import { RedisIdentityStore } from './redisIdentityStore.js';
-import { RevocationList } from './revocationList.js';
 
 // Where projects, tokens and trust policies live: Redis with the routing table when replicas
 // share one, else this process (optionally kept in a file).
-export async function identityFromConfig(config: GatewayConfig, log: Logger): Promise<{ store: IdentityStore; revocations: RevocationList }> {
+export function identityFromConfig(config: GatewayConfig): { store: IdentityStore } {
   let store: IdentityStore;
   const redis = config.redis;
   if (redis) {
@@ -28,8 +26,5 @@ export async function identityFromConfig(config: GatewayConfig, log: Logger): Pr
   } else {
     store = new MemoryIdentityStore(config.identityFile);
   }
-  const revocations = new RevocationList({ store, refreshIntervalMs: config.revocationRefreshMs, log });
-  // A replica must not start serving with an empty list: a revoked token would pass until the first refresh.
-  await revocations.refresh();
-  return { store, revocations };
+  return { store };
 }
