@@ -164,10 +164,15 @@ export class Agent extends EventEmitter<{ connected: [gatewayId: string]; discon
 
   // SIGTERM: take nothing new (GOAWAY on every link tells each gateway at once), let active
   // streams finish within the grace period, then close the links and stop reconnecting.
+  // SIGTERM. The agent leaves placement at once (every Pong now says draining, so the gateways
+  // place no new build here) but keeps taking streams: the builds already placed here open new
+  // connections as they go (buildx does, step by step), and refusing them would fail those builds.
+  // Once no stream has been open for the quiet period (the builds are done), or the grace period
+  // is over, it tells every gateway GOAWAY and exits.
   async drain(graceMs = this.config.drainGraceMs): Promise<void> {
     this.draining = true;
+    await this.handler.drain(graceMs, Math.min(this.config.drainQuietMs, graceMs));
     for (const link of this.links) link.goaway();
-    await this.handler.drain(graceMs);
     await this.close();
   }
 

@@ -35,6 +35,8 @@ export interface AgentConfig {
   reconnectBaseMs: number;
   reconnectMaxMs: number;
   drainGraceMs: number;
+  /** While draining, the agent exits once no stream has been open for this long (its builds are done). */
+  drainQuietMs: number;
   logLevel: LogLevel;
 }
 
@@ -58,6 +60,7 @@ const FLAGS: Record<string, string> = {
   '--reconnect-base-ms': 'SLIPWAY_RECONNECT_BASE_MS',
   '--reconnect-max-ms': 'SLIPWAY_RECONNECT_MAX_MS',
   '--drain-grace-ms': 'SLIPWAY_DRAIN_GRACE_MS',
+  '--drain-quiet-ms': 'SLIPWAY_DRAIN_QUIET_MS',
   '--log-level': 'SLIPWAY_LOG_LEVEL',
 };
 
@@ -239,6 +242,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig 
     reconnectBaseMs,
     reconnectMaxMs,
     drainGraceMs: readInt(e, 'SLIPWAY_DRAIN_GRACE_MS', 60_000, 0, 24 * 3_600_000, problems),
+    drainQuietMs: readInt(e, 'SLIPWAY_DRAIN_QUIET_MS', 5_000, 0, 3_600_000, problems),
     logLevel: readEnum(e, 'SLIPWAY_LOG_LEVEL', LogLevels, 'info', problems),
   };
   if (problems.length > 0) throw new AgentError('CONFIG_INVALID', `invalid agent configuration:\n  - ${problems.join('\n  - ')}`);

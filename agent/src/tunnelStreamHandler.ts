@@ -17,6 +17,10 @@ function errorHeaders(error: AgentError): Record<string, string> {
 export class TunnelStreamHandler {
   private active = 0;
   private draining = false;
+  // Past the drain: the last streams are being cut and nothing new is taken.
+  private closing = false;
+  private opened = 0;
+  private lastEndedAtMs = 0;
   private readonly streams = new Set<ServerHttp2Stream>();
   private idleWaiters: Array<() => void> = [];
 
@@ -37,14 +41,16 @@ export class TunnelStreamHandler {
   handle(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on('error', () => {});
     const streamId = String(headers[Header.streamId] ?? '');
-    if (this.draining) return this.refuse(stream, new AgentError('DRAINING', 'agent is draining and takes no new streams'));
+    if (this.closing) return this.refuse(stream, new AgentError('DRAINING', 'agent has drained and is shutting down; it takes no new streams'));
     if (this.active >= this.maxStreams) {
       return this.refuse(stream, new AgentError('UPSTREAM_UNAVAILABLE', `agent is at its limit of ${this.maxStreams} streams`));
     }
     this.active++;
+    this.opened++;
     this.streams.add(stream);
     stream.once('close', () => {
       this.active--;
+      this.lastEndedAtMs = Date.now();
       this.streams.delete(stream);
       if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
     });
@@ -100,20 +106,34 @@ export class TunnelStreamHandler {
     stream.once('close', () => socket.destroy());
   }
 
-  // Takes no new streams; resolves once the active ones are done or the grace period runs out,
-  // then cuts what is left.
-  async drain(graceMs: number): Promise<void> {
+  // Keeps taking streams (of builds already placed here) until none has been open for quietMs, or
+  // the grace period runs out; then takes nothing more and cuts what is left.
+  async drain(graceMs: number, quietMs: number): Promise<void> {
     this.draining = true;
-    if (this.active > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
-        new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, graceMs);
-        }),
-      ]);
-      clearTimeout(timer);
+    const deadline = Date.now() + graceMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      if (this.active > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, left);
+          }),
+        ]);
+        clearTimeout(timer);
+        continue;
+      }
+      // Idle: done unless a stream opens within the quiet period after the last one ended (a
+      // build between two connections). An agent that served nothing lately has no build to wait for.
+      const quietLeft = this.lastEndedAtMs + quietMs - Date.now();
+      if (quietLeft <= 0) break;
+      const opened = this.opened;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(quietLeft, Math.max(0, deadline - Date.now()))));
+      if (this.opened === opened && this.active === 0) break;
     }
+    this.closing = true;
     for (const stream of this.streams) stream.close(http2.constants.NGHTTP2_CANCEL);
   }
 }

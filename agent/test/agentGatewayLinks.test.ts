@@ -34,7 +34,7 @@ after(async () => {
 
 const log = createLogger('agent', process.env['SLIPWAY_TEST_VERBOSE'] === '1' ? 'debug' : 'silent');
 
-function startAgent(t: { after: (fn: () => Promise<void>) => void }, gateways: string[], links = 1): Agent {
+function startAgent(t: { after: (fn: () => Promise<void>) => void }, gateways: string[], links = 1, extra: Record<string, string> = {}): Agent {
   const config = loadConfig(
     {
       SLIPWAY_GATEWAY: gateways.join(','),
@@ -48,6 +48,7 @@ function startAgent(t: { after: (fn: () => Promise<void>) => void }, gateways: s
       SLIPWAY_HEARTBEAT_TIMEOUT_MS: '30000',
       SLIPWAY_RECONNECT_BASE_MS: '20',
       SLIPWAY_RECONNECT_MAX_MS: '200',
+      ...extra,
     },
     [],
   );
@@ -159,10 +160,10 @@ test('when one gateway dies the other link stays up, and the dead one is linked 
   assert.equal(linkToA.closed, false);
 });
 
-test('drain sends GOAWAY on every link, lets the active stream finish, then closes every link for good', async (t) => {
+test('drain keeps taking streams of builds already placed (placement stops on its own), then, once quiet, sends GOAWAY on every link and closes them for good', async (t) => {
   const a = await startGateway(t, () => 'gw-a');
   const b = await startGateway(t, () => 'gw-b');
-  const agent = startAgent(t, [a.url, b.url]);
+  const agent = startAgent(t, [a.url, b.url], 1, { SLIPWAY_DRAIN_QUIET_MS: '300' });
   await eventually(() => agent.liveLinks().length === 2, 'links to both gateways');
   const linkToA = onlyOpenLink(a);
   const linkToB = onlyOpenLink(b);
@@ -175,11 +176,17 @@ test('drain sends GOAWAY on every link, lets the active stream finish, then clos
   assert.equal(agent.activeStreams, 1);
 
   const drained = agent.drain(60_000);
-  await eventually(() => linkToA.goawayReceived && linkToB.goawayReceived, 'GOAWAY on both links');
   assert.equal(agent.state, 'draining');
-  // A native HTTP/2 peer closes a link on GOAWAY once it has no streams (gw-b may already be
-  // gone); the link carrying the active stream stays.
-  assert.equal(linkToA.closed, false, 'the link with an active stream stays open');
+  // A build placed here before the drain opens another connection: it is still served.
+  const late = b.openStream(linkToB, 'drain-2');
+  const lateEchoed: Buffer[] = [];
+  late.on('data', (chunk: Buffer) => lateEchoed.push(chunk));
+  const [lateHeaders] = (await once(late, 'response')) as [Record<string, unknown>];
+  assert.equal(lateHeaders[':status'], 200, 'a stream opened while draining is taken');
+  late.end('still here');
+  await once(late, 'end');
+  assert.equal(Buffer.concat(lateEchoed).toString(), 'still here');
+  assert.equal(linkToA.goawayReceived || linkToB.goawayReceived, false, 'no GOAWAY while streams are still running');
 
   stream.end('last words');
   await once(stream, 'end');

@@ -145,6 +145,8 @@ export async function startDevStack(config: DevLauncherConfig, log: Logger): Pro
         SLIPWAY_CA_CERT: pki.caCertPath,
         SLIPWAY_AGENT_LABELS: 'launcher=dev',
         SLIPWAY_DRAIN_GRACE_MS: String(SHUTDOWN_GRACE_MS),
+        // One person at a terminal: Ctrl-C means stop now, not wait for a build's next connection.
+        SLIPWAY_DRAIN_QUIET_MS: '0',
         SLIPWAY_LOG_LEVEL: config.logLevel,
       },
       [],

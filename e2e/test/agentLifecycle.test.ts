@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { CliError } from '@slipway/cli';
-import { startStack, startEchoServer, startAgentProcess, waitFor, SLIPWAY_BIN, tunnelClientFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
+import { startStack, startEchoServer, startAgentProcess, waitFor, waitForAsync, gatewayApi, SLIPWAY_BIN, tunnelClientFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
 
 let stack: SlipwayStack;
 let echo: EchoServer;
@@ -51,13 +51,13 @@ test('dial-stdio exits non-zero with a clear error when no builder serves the pl
   assert.match(stderr, /no linux\/arm64 builder is connected/);
 });
 
-test('an agent drains on SIGTERM: active streams finish, new ones are refused, then it exits 0', async () => {
+test('an agent drains on SIGTERM: no new build is placed on it, its builds keep working (new streams included), then it exits 0', async () => {
   const agentId = 'drainer';
   const agent = await startAgentProcess(stack, {
     agentId,
     platform: 'linux/arm64',
     upstream: `buildkitd:${echo.address}`,
-    env: { SLIPWAY_DRAIN_GRACE_MS: '60000' },
+    env: { SLIPWAY_DRAIN_GRACE_MS: '60000', SLIPWAY_DRAIN_QUIET_MS: '500' },
   });
   const client = await tunnelClientFor(stack, { transport: 'h2' });
   try {
@@ -69,11 +69,24 @@ test('an agent drains on SIGTERM: active streams finish, new ones are refused, t
 
     agent.child.kill('SIGTERM');
     await waitFor(() => stack.gateway.pool.list().some((l) => l.agentId === agentId && l.draining), 10_000, 'gateway sees the agent draining');
-    const refused = await client.open('linux/arm64');
-    refused.writable.end();
-    const [refusal] = (await once(refused, 'remote-end')) as [CliError];
-    assert.equal(refusal.code, 'NO_AGENT');
-    assert.match(refusal.message, /draining/);
+    await waitForAsync(async () => (await stack.table.getBuilder(agentId, 'linux/arm64'))?.draining === true, 10_000, 'the routing table has it draining');
+
+    // A new build is not placed on it.
+    const created = await gatewayApi<{ buildId: string; token: string }>(stack, 'POST', '/v1/builds', await stack.clientToken('other'), { platforms: ['linux/arm64'] });
+    const acquire = await gatewayApi<{ state?: string; error?: { code: string } }>(stack, 'POST', `/v1/builds/${created.body.buildId}/acquire`, created.body.token, {
+      platform: 'linux/arm64',
+    });
+    assert.notEqual(acquire.body.state, 'active', `a new build is not placed on a draining agent: ${JSON.stringify(acquire.body)}`);
+
+    // The build already on it opens another stream, as buildx does between steps: served.
+    const second = await client.open('linux/arm64');
+    const secondReceived: Buffer[] = [];
+    second.readable.on('data', (c: Buffer) => secondReceived.push(c));
+    const secondEnded = once(second, 'remote-end') as Promise<[CliError | undefined]>;
+    second.writable.end('during-drain');
+    const [secondError] = await secondEnded;
+    assert.equal(secondError, undefined);
+    assert.equal(Buffer.concat(secondReceived).toString(), 'during-drain');
 
     // The stream that was running keeps working to its end.
     const ended = once(active, 'remote-end') as Promise<[CliError | undefined]>;

@@ -214,7 +214,10 @@ test('draining one of two gateway replicas and one of two agents while builds st
   assert.deepEqual(problems, [], `streams failed during the upgrade:\n  ${problems.join('\n  ')}`);
   assert.equal(outcomes.length, LONG_STREAMS);
   assert.ok(shortOutcomes.filter((o) => o.phase === 'after' && !o.error).length > 0, 'no new stream after the drains');
-  assert.equal(busier.echo.connections, drainedEchoConnections, 'a new stream reached the draining agent');
+  // The draining agent still serves the builds placed on it before its drain (their new streams
+  // included: that is what keeps them from failing); that no *new build* is placed on a draining
+  // agent is shown in agentLifecycle.test.ts.
+  assert.ok(busier.echo.connections >= drainedEchoConnections);
   assert.ok(busier.survivor.connections > 0);
   // The draining replica may still serve streams already on their way to it (a GOAWAY crosses
   // them on the wire) and connections sent before the balancer saw /readyz fail; none may fail.
@@ -223,13 +226,9 @@ test('draining one of two gateway replicas and one of two agents while builds st
 
 // A draining replica keeps serving (it holds its agents' links until the end) and marks its
 // answers (slipway-draining), so each CLI opens its next streams on a new connection, which the
-// balancer gives to the replica that stays. Known gap, kept visible: a new build placed on an agent
-// in the instant before that agent starts draining opens its streams after the agent's GOAWAY and
-// is refused (AGENT_LOST); and under load some new builds were seen waiting out their acquire
-// timeout while the draining agent still held its slots. Fixing it means an agent that drains
-// keeps taking streams of builds already placed on it (it only leaves placement), which changes
-// the agent's drain contract (agent/src/tunnelStreamHandler.ts, agent.ts) and its tests.
-test('no new build fails while a replica and an agent drain', { todo: 'new builds placed on an agent just before it drains fail (see the comment above)' }, () => {
+// balancer gives to the replica that stays. A draining agent leaves placement at once but keeps
+// taking streams of the builds already placed on it until they are done. So no new build fails.
+test('no new build fails while a replica and an agent drain', () => {
   assert.deepEqual(drainingRefusals, [], `new streams refused by the draining replica:\n  ${drainingRefusals.join('\n  ')}`);
 });
 

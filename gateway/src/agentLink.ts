@@ -143,7 +143,9 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: 
   }
 
   hasCapacity(): boolean {
-    return !this.closed && !this.draining && this.description !== undefined && this.activeStreams < this.maxStreams;
+    // A draining agent still takes streams of builds already placed on it (placement no longer
+    // sends it new ones); it says GOAWAY when it is done.
+    return !this.closed && this.description !== undefined && this.activeStreams < this.maxStreams;
   }
 
   openStream(request: StreamRequest): ClientHttp2Stream {

@@ -233,7 +233,7 @@ export class BuildService {
   private async refuseIfNoBuilder(buildId: string, platform: Platform): Promise<void> {
     const nowMs = this.now();
     const builders = await this.options.table.listBuilders(platform);
-    const live = builders.filter((b) => b.leaseExpiresAtMs > nowMs && b.gatewayIds.length > 0);
+    const live = builders.filter((b) => b.leaseExpiresAtMs > nowMs && b.gatewayIds.length > 0 && !b.draining);
     if (live.length > 0) return;
     const message = `no ${platform} builder is connected, and this gateway's fleet cannot launch one`;
     await this.options.table.endAllocation(buildId, platform, 'failed', message, nowMs);

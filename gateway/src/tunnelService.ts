@@ -112,7 +112,7 @@ export class TunnelService {
       );
     }
     if (!target.hasCapacity()) {
-      throw new GatewayError('NO_CAPACITY', `builder ${agentId} is at its stream limit or draining`);
+      throw new GatewayError('NO_CAPACITY', `builder ${agentId} is at its stream limit or shutting down`);
     }
     return target;
   }
