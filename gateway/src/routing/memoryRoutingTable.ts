@@ -16,7 +16,7 @@ import type {
   ReapResult,
   RoutingTable,
 } from './routingTable.js';
-import { POOL_SCAN_LIMIT } from './routingTable.js';
+import { DEFAULT_ENDED_ALLOCATION_RETENTION_MS, POOL_SCAN_LIMIT } from './routingTable.js';
 import { IdlePool } from './idlePool.js';
 
 // The routing table of a single process (`npm start`, unit tests). Every method does all its
@@ -25,8 +25,6 @@ import { IdlePool } from './idlePool.js';
 // RedisRoutingTable's scripts (gateway/src/routing/lua/) are repeated here step for step: the
 // shared contract tests hold both to them.
 
-/** How long an ended allocation stays readable (the Redis table gives the record this TTL). */
-export const DEFAULT_ENDED_ALLOCATION_RETENTION_MS = 3_600_000;
 
 export interface MemoryRoutingTableOptions {
   /** Ended allocations are dropped by reap() this long after they ended. */

@@ -19,7 +19,7 @@ import type {
   ReapResult,
   RoutingTable,
 } from './routingTable.js';
-import { POOL_SCAN_LIMIT } from './routingTable.js';
+import { DEFAULT_ENDED_ALLOCATION_RETENTION_MS, POOL_SCAN_LIMIT } from './routingTable.js';
 
 // The routing table shared by gateway replicas. Every change that touches more than one key is
 // one Lua script (./lua/<name>-<numKeys>.lua), so the consistency rules of routingTable.ts hold
@@ -38,7 +38,6 @@ import { POOL_SCAN_LIMIT } from './routingTable.js';
 // that placement touches in one Redis Cluster slot, so a script may follow ids it reads (a
 // project's builders, a builder's allocations) to keys it did not declare.
 
-export const DEFAULT_ENDED_ALLOCATION_RETENTION_MS = 3_600_000;
 
 const POOL = 'pool:idle';
 

@@ -41,6 +41,9 @@ import type { Platform } from '@slipway/proto';
  */
 export const POOL_SCAN_LIMIT = 32;
 
+/** How long an ended allocation stays readable, in every implementation. */
+export const DEFAULT_ENDED_ALLOCATION_RETENTION_MS = 3_600_000;
+
 export type AllocationState = 'pending' | 'active' | 'finished' | 'cancelled' | 'failed' | 'expired';
 export const AllocationEndStates = ['finished', 'cancelled', 'failed', 'expired'] as const;
 export type AllocationEndState = (typeof AllocationEndStates)[number];

@@ -1,5 +1,5 @@
-import { Redis, Cluster } from 'ioredis';
 import type { GatewayConfig } from '../config.js';
+import { redisClientFromConfig } from '../redisClientFromConfig.js';
 import { MemoryRoutingTable } from './memoryRoutingTable.js';
 import { RedisRoutingTable } from './redisRoutingTable.js';
 import type { RoutingTable } from './routingTable.js';
@@ -9,21 +9,5 @@ import type { RoutingTable } from './routingTable.js';
 export function routingTableFromConfig(config: GatewayConfig): RoutingTable {
   const redis = config.redis;
   if (redis === undefined) return new MemoryRoutingTable();
-  const url = new URL(redis.url);
-  const tls = url.protocol === 'rediss:' ? {} : undefined;
-  const keyPrefix = `${redis.keyPrefix}:`;
-  if (redis.cluster) {
-    const client = new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
-      redisOptions: {
-        username: url.username ? decodeURIComponent(url.username) : undefined,
-        password: url.password ? decodeURIComponent(url.password) : undefined,
-        tls,
-      },
-      // ElastiCache and most managed clusters announce hostnames that need TLS SNI as given.
-      dnsLookup: (address, callback) => callback(null, address),
-    });
-    return new RedisRoutingTable({ client, keyPrefix });
-  }
-  const client = new Redis(redis.url, { tls, maxRetriesPerRequest: 2 });
-  return new RedisRoutingTable({ client, keyPrefix });
+  return new RedisRoutingTable({ client: redisClientFromConfig(redis), keyPrefix: `${redis.keyPrefix}:` });
 }
