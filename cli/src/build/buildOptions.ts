@@ -3,12 +3,14 @@ import path from 'node:path';
 import { isPlatform, type Env, type Platform } from '@slipway/proto';
 import type { CommandLine } from '../commandLine.js';
 import type { ProgressMode } from './progressPrinter.js';
+import { outputOf, type BuildOutput } from './outputOptions.js';
+import { fields } from './csvFields.js';
+
+export type { BuildOutput } from './outputOptions.js';
 
 // What `slipway build` was asked to do, from its command line (buildx's flags and meanings),
 // checked as a whole: every problem is reported at once, and flags Slipway does not do yet are
 // refused by name rather than ignored.
-
-export type BuildOutput = { type: 'local'; dest: string } | { type: 'tar'; dest: string } | { type: 'none' };
 
 export interface BuildSecret {
   id: string;
@@ -29,35 +31,6 @@ export interface BuildOptions {
   progress: ProgressMode;
   noCache: boolean;
   secrets: BuildSecret[];
-}
-
-/** `k=v,k2=v2` (buildx's CSV form, without quoting) into its fields. */
-function fields(raw: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const part of raw.split(',')) {
-    const eq = part.indexOf('=');
-    out.set(eq < 0 ? part.trim() : part.slice(0, eq).trim(), eq < 0 ? '' : part.slice(eq + 1));
-  }
-  return out;
-}
-
-function parseOutput(raw: string, problems: string[]): BuildOutput {
-  // buildx: a value without '=' is a local folder.
-  if (!raw.includes('=')) return raw === '-' ? (problems.push('--output - (a tarball on stdout) is not supported yet; give type=tar,dest=FILE'), { type: 'none' }) : { type: 'local', dest: raw };
-  const f = fields(raw);
-  const type = f.get('type') ?? 'local';
-  const dest = f.get('dest');
-  if (type === 'local' || type === 'tar') {
-    if (!dest) {
-      problems.push(`--output type=${type} needs dest=PATH; got '${raw}'`);
-      return { type: 'none' };
-    }
-    const unknown = [...f.keys()].filter((k) => k !== 'type' && k !== 'dest');
-    if (unknown.length > 0) problems.push(`--output type=${type}: unknown option(s) ${unknown.join(', ')}; expected dest`);
-    return { type, dest };
-  }
-  problems.push(`--output type=${type} is not supported by slipway build yet; expected type=local or type=tar (push, image, docker and oci outputs are not implemented)`);
-  return { type: 'none' };
 }
 
 function parseSecret(raw: string, env: Env, problems: string[]): BuildSecret | undefined {
@@ -126,14 +99,11 @@ export function buildOptionsOf(line: CommandLine, env: Env, cwd: string, nativeP
   }
   if (platforms.length === 0) platforms.push(nativePlatform);
 
-  const outputs = [...(line.lists.get('--output') ?? []), ...(line.lists.get('-o') ?? [])];
-  if (outputs.length > 1) problems.push(`only one --output is supported; got ${outputs.length}`);
-  const output = outputs.length === 0 ? ({ type: 'none' } as const) : parseOutput(outputs[0]!, problems);
+  const output = outputOf(line, problems);
 
   const progress = line.values.get('--progress') ?? 'plain';
   if (progress !== 'plain' && progress !== 'rawjson' && progress !== 'quiet' && progress !== 'auto') problems.push(`--progress must be plain, rawjson, quiet or auto; got '${progress}' (tty is not implemented yet)`);
 
-  for (const flag of ['--push', '--load']) if (line.switches.has(flag)) problems.push(`${flag} is not supported by slipway build yet; use --output type=local or type=tar`);
 
   const secrets = (line.lists.get('--secret') ?? []).map((raw) => parseSecret(raw, env, problems)).filter((s): s is BuildSecret => s !== undefined);
   const ids = secrets.map((s) => s.id);

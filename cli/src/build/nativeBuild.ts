@@ -13,7 +13,7 @@ import { ClientSession } from './clientSession.js';
 import { ContextSource } from './contextSource.js';
 import { GrpcClientCall } from './grpcClientCall.js';
 import { GRPC_NOT_FOUND, GrpcStatusError } from './grpcStatusError.js';
-import { receiveBytes, receiveLocal } from './localOutput.js';
+import { exporterFor } from './outputExporter.js';
 import { ProgressPrinter, type StatusMessage } from './progressPrinter.js';
 import { SessionServer } from './sessionServer.js';
 
@@ -86,18 +86,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
       await call.send(secrets.encodeResponse({ data: secret.data }));
     });
   }
-  let exporter = '';
-  const output = options.output;
-  if (output.type === 'local') {
-    exporter = 'local';
-    const dest = path.join(output.dest, outputSub);
-    server.handle('/moby.filesync.v1.FileSend/DiffCopy', (call) => receiveLocal(call, dest));
-  } else if (output.type === 'tar') {
-    exporter = 'tar';
-    const bytesCodec = methodCodec<{ data: Buffer }, { data: Buffer }>('moby.filesync.v1.FileSend', 'DiffCopy');
-    const dest = outputSub === '' ? output.dest : path.join(path.dirname(output.dest), `${outputSub.slice(0, -1)}-${path.basename(output.dest)}`);
-    server.handle('/moby.filesync.v1.FileSend/DiffCopy', (call) => receiveBytes(call, dest, (raw) => bytesCodec.decodeRequest(raw).data));
-  }
+  const exporter = exporterFor(options.output, outputSub, server);
 
   const session = new ClientSession(server, `slipway build ${path.basename(options.contextDir)}`);
   const sessionDone = session.start(connection);
@@ -123,8 +112,8 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
   try {
     const answer = await unaryOn(solveCall, {
       Ref: ref,
-      Exporter: exporter,
-      ExporterAttrs: {},
+      Exporter: exporter.name,
+      ExporterAttrs: exporter.attrs,
       Session: session.id,
       Frontend: 'dockerfile.v0',
       FrontendAttrs: frontendAttrsOf(options, platform),
