@@ -32,8 +32,14 @@ function buildFlags(): Record<string, FlagSpec> {
     '--progress': flag('value', 'plain, rawjson, quiet (auto: plain)', 'MODE'),
     '--no-cache': flag('switch', 'do not use the builder\'s cache'),
     '--secret': flag('list', 'id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret', 'SPEC'),
-    '--push': flag('switch', 'not supported yet'),
-    '--load': flag('switch', 'not supported yet'),
+    '--pull': flag('switch', 'always fetch the base images\' newest versions'),
+    '--ssh': flag('list', 'default or ID=SOCKET|KEY for RUN --mount=type=ssh', 'SPEC'),
+    '--cache-from': flag('list', 'type=registry,ref=REF: import the build cache from there', 'SPEC'),
+    '--cache-to': flag('list', 'type=registry,ref=REF[,mode=max] or type=inline: export the build cache', 'SPEC'),
+    '--push': flag('switch', 'same as --output type=image,push=true'),
+    '--load': flag('switch', 'same as --output type=docker: load the image into the local Docker'),
+    '--metadata-file': flag('value', 'write the build\'s result metadata (JSON) to this file', 'FILE'),
+    '--iidfile': flag('value', 'write the image ID to this file', 'FILE'),
     ...base,
   };
 }

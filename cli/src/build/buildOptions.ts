@@ -105,6 +105,9 @@ export function buildOptionsOf(line: CommandLine, env: Env, cwd: string, nativeP
   if (progress !== 'plain' && progress !== 'rawjson' && progress !== 'quiet' && progress !== 'auto') problems.push(`--progress must be plain, rawjson, quiet or auto; got '${progress}' (tty is not implemented yet)`);
 
 
+  for (const flag of ['--pull']) if (line.switches.has(flag)) problems.push(`${flag} is not supported by slipway build yet`);
+  for (const flag of ['--ssh', '--cache-from', '--cache-to']) if (line.lists.has(flag)) problems.push(`${flag} is not supported by slipway build yet`);
+
   const secrets = (line.lists.get('--secret') ?? []).map((raw) => parseSecret(raw, env, problems)).filter((s): s is BuildSecret => s !== undefined);
   const ids = secrets.map((s) => s.id);
   const duplicate = ids.find((id, i) => ids.indexOf(id) !== i);

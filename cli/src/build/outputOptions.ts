@@ -30,5 +30,6 @@ export function outputOf(line: CommandLine, problems: string[]): BuildOutput {
   if (outputs.length > 1) problems.push(`only one --output is supported; got ${outputs.length}`);
   const output = outputs.length === 0 ? ({ type: 'none' } as const) : parseOutput(outputs[0]!, problems);
   for (const flag of ['--push', '--load']) if (line.switches.has(flag)) problems.push(`${flag} is not supported by slipway build yet; use --output type=local or type=tar`);
+  for (const flag of ['--metadata-file', '--iidfile']) if (line.values.has(flag)) problems.push(`${flag} is not supported by slipway build yet`);
   return output;
 }
