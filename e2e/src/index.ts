@@ -55,3 +55,4 @@ export * from './fakeImds.js';
 export * from './inspectionCa.js';
 export * from './connectProxy.js';
 export * from './countingRelay.js';
+export * from './registry.js';

@@ -1,0 +1,277 @@
+// A throwaway Docker registry (Debian's docker-registry, distribution 2.8) per test: loopback only,
+// storage in a temp dir, optionally behind htpasswd Basic auth with generated users.
+//
+// Gotchas this works around:
+// - distribution's htpasswd accepts bcrypt hashes only. `openssl passwd` has no bcrypt and neither
+//   htpasswd (apache2-utils) nor a Python bcrypt can be counted on, but perl-base (Essential on
+//   Debian) calls libcrypt's crypt(3), and libxcrypt does $2b$.
+// - The registry cannot report a port it chose, so the port comes from a probe bind and start-up
+//   is retried if another process takes it first.
+// - A registry on 127.0.0.1 is plain HTTP: Docker and BuildKit treat loopback registries as insecure.
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { HarnessError } from './harnessError.js';
+import { freePort } from './redisServer.js';
+import { runCommand, spawnManaged, tempDir, type ManagedProcess } from './processes.js';
+
+const DOCKER_REGISTRY = 'docker-registry';
+const DEFAULT_START_TIMEOUT_MS = 20_000;
+const POLL_MS = 50;
+const BIND_ATTEMPTS = 3;
+const REQUEST_TIMEOUT_MS = 10_000;
+// bcrypt's own base64 alphabet; salts are 22 of its characters.
+const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+// The 22nd salt character carries only 2 bits; these four leave the unused bits zero.
+const BCRYPT_LAST_SALT_CHARS = '.Oeu';
+const BCRYPT_COST = 10;
+
+export interface RegistryCredential {
+  readonly username: string;
+  readonly password: string;
+}
+
+export interface RegistryResponse {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+export interface RegistryRequestOptions {
+  readonly method?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: Buffer | string;
+  /** Credentials for Basic auth; defaults to the registry's own generated user (if it has one). */
+  readonly auth?: RegistryCredential | null;
+}
+
+export interface Registry {
+  /** 127.0.0.1:PORT, as it appears in image references. */
+  readonly host: string;
+  readonly port: number;
+  /** http://127.0.0.1:PORT */
+  readonly url: string;
+  /** The first generated user when started with auth, else undefined. */
+  readonly credentials: RegistryCredential | undefined;
+  /** Every user the registry accepts (empty without auth). */
+  readonly users: readonly RegistryCredential[];
+  /** The registry's storage root (blobs and repositories as distribution lays them out). */
+  readonly storageDir: string;
+  readonly process: ManagedProcess;
+  /** One HTTP request to the registry (path like /v2/app/manifests/1), with Basic auth when it has users. */
+  request(pathname: string, opts?: RegistryRequestOptions): Promise<RegistryResponse>;
+  /** Stops the registry and removes its folder. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface StartRegistryOptions {
+  /**
+   * Basic auth: true generates one user; a number generates that many; explicit users are taken as given.
+   * Without it, the registry is anonymous.
+   */
+  readonly auth?: boolean | number | readonly RegistryCredential[];
+  readonly startTimeoutMs?: number;
+}
+
+/** Whether docker-registry and perl (for bcrypt hashes) are on PATH. */
+export async function registryAvailable(): Promise<boolean> {
+  for (const [cmd, args] of [
+    [DOCKER_REGISTRY, ['--version']],
+    ['perl', ['-e', '1']],
+  ] as const) {
+    const result = await runCommand(cmd, args, { allowFailure: true, timeoutMs: 10_000 }).catch(() => null);
+    if (result === null || result.code !== 0) return false;
+  }
+  return true;
+}
+
+/** Starts docker-registry on a free 127.0.0.1 port and waits until it answers GET /v2/. */
+export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Registry> {
+  const timeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const users = usersFor(opts.auth);
+  const dir = await tempDir('registry');
+  try {
+    const storageDir = path.join(dir.path, 'storage');
+    let htpasswdFile: string | undefined;
+    if (users.length > 0) {
+      htpasswdFile = path.join(dir.path, 'htpasswd');
+      const lines: string[] = [];
+      for (const u of users) lines.push(`${u.username}:${await bcryptHash(u.password)}\n`);
+      await writeFile(htpasswdFile, lines.join(''), { mode: 0o600 });
+    }
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= BIND_ATTEMPTS; attempt++) {
+      const port = await freePort();
+      const configFile = path.join(dir.path, `config-${port}.yml`);
+      await writeFile(configFile, registryConfig(port, storageDir, htpasswdFile));
+      const proc = spawnManaged(DOCKER_REGISTRY, ['serve', configFile], { name: `registry:${port}`, cwd: dir.path });
+      try {
+        await waitForV2(port, proc, timeoutMs);
+      } catch (err) {
+        lastError = err;
+        await proc.stop('SIGTERM');
+        if (!/address already in use/i.test(proc.output())) throw err;
+        continue;
+      }
+      let stopped: Promise<void> | undefined;
+      const host = `127.0.0.1:${port}`;
+      return {
+        host,
+        port,
+        url: `http://${host}`,
+        credentials: users[0],
+        users,
+        storageDir,
+        process: proc,
+        request: (pathname, requestOpts = {}) =>
+          registryRequest(port, pathname, { ...requestOpts, auth: requestOpts.auth === undefined ? users[0] : requestOpts.auth }),
+        stop() {
+          stopped ??= (async () => {
+            await proc.stop('SIGTERM');
+            await dir.remove();
+          })();
+          return stopped;
+        },
+      };
+    }
+    throw lastError;
+  } catch (err) {
+    await dir.remove();
+    throw err;
+  }
+}
+
+function usersFor(auth: StartRegistryOptions['auth']): RegistryCredential[] {
+  if (auth === undefined || auth === false) return [];
+  if (Array.isArray(auth)) {
+    for (const u of auth as readonly RegistryCredential[]) {
+      if (!/^[A-Za-z0-9._-]+$/.test(u.username)) {
+        throw new HarnessError('INVALID_ARGUMENT', `registry user names must match [A-Za-z0-9._-]+, got ${JSON.stringify(u.username)}`);
+      }
+    }
+    return [...(auth as readonly RegistryCredential[])];
+  }
+  const count = auth === true ? 1 : (auth as number);
+  if (!Number.isInteger(count) || count < 1) {
+    throw new HarnessError('INVALID_ARGUMENT', `registry auth: expected true, a positive user count or users, got ${String(auth)}`);
+  }
+  return Array.from({ length: count }, (_, i) => ({
+    username: `user${i + 1}-${randomBytes(3).toString('hex')}`,
+    password: randomBytes(12).toString('base64url'),
+  }));
+}
+
+function registryConfig(port: number, storageDir: string, htpasswdFile: string | undefined): string {
+  const lines = [
+    'version: 0.1',
+    'log:',
+    '  level: info',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${JSON.stringify(storageDir)}`,
+    '  delete:',
+    '    enabled: true',
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    // A random secret per run keeps the registry from warning and from sharing upload state.
+    `  secret: ${randomBytes(16).toString('hex')}`,
+    'health:',
+    '  storagedriver:',
+    '    enabled: false',
+  ];
+  if (htpasswdFile !== undefined) {
+    lines.push('auth:', '  htpasswd:', '    realm: slipway-test-registry', `    path: ${JSON.stringify(htpasswdFile)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** A bcrypt ($2b$) hash of `password` through perl's crypt(3) (libxcrypt). */
+export async function bcryptHash(password: string): Promise<string> {
+  const random = randomBytes(22);
+  let salt = '';
+  for (let i = 0; i < 21; i++) salt += BCRYPT_ALPHABET[(random[i] ?? 0) % 64];
+  salt += BCRYPT_LAST_SALT_CHARS[(random[21] ?? 0) % 4];
+  const setting = `$2b$${BCRYPT_COST}$${salt}`;
+  // The password travels on stdin so no quoting can change it.
+  const result = await runCommand('perl', ['-e', 'local $/; my $p = <STDIN>; print crypt($p, $ARGV[0]);', setting], {
+    input: password,
+    timeoutMs: 30_000,
+  });
+  const hash = result.stdout.trim();
+  if (!hash.startsWith(setting) || hash.length !== 60) {
+    throw new HarnessError(
+      'NOT_AVAILABLE',
+      `expected a 60-character bcrypt hash from perl's crypt() with setting ${setting}, got ${JSON.stringify(hash)} ` +
+        '(this libc crypt has no bcrypt)',
+    );
+  }
+  return hash;
+}
+
+async function waitForV2(port: number, proc: ManagedProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    const exit = proc.exitStatus;
+    if (exit) {
+      throw new HarnessError(
+        exit.error ? 'SPAWN_FAILED' : 'PROCESS_EXITED',
+        `docker-registry on port ${port} ${exit.error ? `could not start: ${exit.error.message}` : `exited (code ${exit.code}, signal ${exit.signal})`} ` +
+          `before answering GET /v2/.\n--- output ---\n${proc.output()}`,
+      );
+    }
+    try {
+      const res = await registryRequest(port, '/v2/', { auth: null, timeoutMs: 1_000 });
+      // 401 is an answer too: the registry is up and wants credentials.
+      if (res.status === 200 || res.status === 401) return;
+      lastError = new HarnessError('PROTOCOL', `GET /v2/ answered ${res.status}, expected 200 or 401`);
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      throw new HarnessError(
+        'TIMEOUT',
+        `docker-registry on port ${port} did not answer GET /v2/ within ${timeoutMs} ms (last: ${String(lastError)}).\n` +
+          `--- output ---\n${proc.output()}`,
+      );
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+function registryRequest(
+  port: number,
+  pathname: string,
+  opts: RegistryRequestOptions & { timeoutMs?: number },
+): Promise<RegistryResponse> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.auth) {
+    headers.authorization = `Basic ${Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64')}`;
+  }
+  const body = typeof opts.body === 'string' ? Buffer.from(opts.body) : opts.body;
+  if (body !== undefined) headers['content-length'] = String(body.length);
+  const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS;
+  return new Promise<RegistryResponse>((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path: pathname, method: opts.method ?? 'GET', headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      },
+    );
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(new HarnessError('TIMEOUT', `registry ${opts.method ?? 'GET'} ${pathname} on port ${port}: no answer within ${timeoutMs} ms`)),
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
