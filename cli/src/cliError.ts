@@ -17,6 +17,7 @@ export const CliErrorCodes = [
   'RATE_LIMITED',
   'ISSUER_UNAVAILABLE',
   'DOCKER_SETUP',
+  'REGISTRY_FAILED',
   'INTERNAL',
 ] as const;
 export type CliErrorCode = (typeof CliErrorCodes)[number];
@@ -65,6 +66,8 @@ export function toCliError(err: unknown): CliError {
 //                              retrying later can succeed
 //    19   DOCKER_SETUP         what configure-docker set up is not as it left it (the daemon is
 //                              down, a file was changed): slipway doctor says what
+//    20   REGISTRY_FAILED      an image registry refused, failed or could not be reached while the
+//                              CLI itself spoke to it (the multi-platform index of --push)
 //    70   INTERNAL             a bug in the CLI (70 = EX_SOFTWARE from sysexits.h)
 //
 // Codes stay below 64 except INTERNAL, and well clear of 126..165, which shells use for
@@ -88,6 +91,7 @@ const exitCodes: Readonly<Record<CliErrorCode, number>> = {
   RATE_LIMITED: 17,
   ISSUER_UNAVAILABLE: 18,
   DOCKER_SETUP: 19,
+  REGISTRY_FAILED: 20,
   INTERNAL: 70,
 };
 

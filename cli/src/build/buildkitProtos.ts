@@ -16,6 +16,7 @@ export interface MethodCodec<Req, Res> {
 const FILES = [
   'moby/buildkit/v1/control.proto',
   'moby/filesync/v1/filesync.proto',
+  'moby/filesync/v1/auth.proto',
   'moby/buildkit/secrets/v1/secrets.proto',
   'moby/grpc/health/v1/health.proto',
 ];

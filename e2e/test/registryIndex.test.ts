@@ -1,0 +1,176 @@
+// The CLI's registry client and its multi-platform index against a real docker-registry
+// (distribution 2.8): real blobs and manifests pushed with the user's credentials from a real
+// config.json, the index written under every tag and read back, and the failures a user meets.
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { startRegistry, type Registry } from '@slipway/e2e';
+import { CliError } from '../../cli/src/cliError.js';
+import { pushImageIndex, type PlatformManifest } from '../../cli/src/build/imageIndex.js';
+import { OCI_INDEX, OCI_MANIFEST, RegistryClient, sha256Digest } from '../../cli/src/build/registryClient.js';
+import { loadRegistryCredentials, type RegistryCredentials } from '../../cli/src/build/registryCredentials.js';
+
+let scratch: string;
+before(async () => {
+  scratch = await mkdtemp(path.join(os.tmpdir(), 'slipway-registry-index-'));
+});
+after(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+/** Credentials as a user has them: a config.json in a DOCKER_CONFIG folder. */
+async function credentialsFile(auths: Record<string, { username: string; password: string }>): Promise<RegistryCredentials> {
+  const dir = await mkdtemp(path.join(scratch, 'docker-'));
+  const config = { auths: Object.fromEntries(Object.entries(auths).map(([host, c]) => [host, { auth: Buffer.from(`${c.username}:${c.password}`).toString('base64') }])) };
+  await writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
+  return loadRegistryCredentials({ DOCKER_CONFIG: dir, PATH: process.env.PATH });
+}
+
+/** A small real image for one platform: a layer, a config naming the platform, an OCI manifest. */
+async function pushImage(client: RegistryClient, repository: string, platform: 'linux/amd64' | 'linux/arm64'): Promise<PlatformManifest> {
+  const [os_, architecture] = platform.split('/') as [string, string];
+  const layer = await client.pushBlob(repository, Buffer.from(`layer of ${platform} ${Math.random()}`));
+  const config = Buffer.from(JSON.stringify({ architecture, os: os_, rootfs: { type: 'layers', diff_ids: [layer.digest] }, config: {} }));
+  const configBlob = await client.pushBlob(repository, config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configBlob.digest, size: configBlob.size },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: layer.digest, size: layer.size }],
+    }),
+  );
+  const stored = await client.putManifest(repository, sha256Digest(manifest), OCI_MANIFEST, manifest);
+  return { platform, digest: stored.digest, mediaType: OCI_MANIFEST, size: manifest.length };
+}
+
+async function refusal(promise: Promise<unknown>): Promise<CliError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert.ok(err instanceof CliError, `expected a CliError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('expected a CliError, got success');
+}
+
+describe('registry with htpasswd Basic auth', () => {
+  let registry: Registry;
+  let credentials: RegistryCredentials;
+  before(async () => {
+    registry = await startRegistry({ auth: true });
+    credentials = await credentialsFile({ [registry.host]: registry.credentials! });
+  });
+  after(async () => {
+    await registry?.stop();
+  });
+
+  test('an OCI index of two platforms is written under every tag and reads back with both platforms', async () => {
+    const client = new RegistryClient(registry.host, credentials);
+    const amd64 = await pushImage(client, 'team/app', 'linux/amd64');
+    const arm64 = await pushImage(client, 'team/app', 'linux/arm64');
+    client.close();
+    // The builder may not say the media type or size: the registry's word is taken.
+    const { digest } = await pushImageIndex([`${registry.host}/team/app:1`, `${registry.host}/team/app:latest`], [amd64, { ...arm64, mediaType: '', size: 0 }], credentials);
+
+    for (const tag of ['1', 'latest']) {
+      // Read back with the harness's own HTTP, not the client under test.
+      const res = await registry.request(`/v2/team/app/manifests/${tag}`, { headers: { accept: OCI_INDEX } });
+      assert.equal(res.status, 200, res.body.toString());
+      assert.equal(res.headers['content-type'], OCI_INDEX);
+      assert.equal(res.headers['docker-content-digest'], digest);
+      assert.equal(sha256Digest(res.body), digest);
+      const index = JSON.parse(res.body.toString()) as { schemaVersion: number; mediaType: string; manifests: { mediaType: string; digest: string; size: number; platform: Record<string, string> }[] };
+      assert.equal(index.schemaVersion, 2);
+      assert.equal(index.mediaType, OCI_INDEX);
+      assert.deepEqual(index.manifests, [
+        { mediaType: OCI_MANIFEST, digest: amd64.digest, size: amd64.size, platform: { architecture: 'amd64', os: 'linux' } },
+        { mediaType: OCI_MANIFEST, digest: arm64.digest, size: arm64.size, platform: { architecture: 'arm64', os: 'linux' } },
+      ]);
+      // Each entry resolves to the platform's manifest, whose config names that platform.
+      for (const entry of index.manifests) {
+        const manifest = await registry.request(`/v2/team/app/manifests/${entry.digest}`, { headers: { accept: OCI_MANIFEST } });
+        assert.equal(manifest.status, 200);
+        assert.equal(manifest.body.length, entry.size);
+        const configDigest = (JSON.parse(manifest.body.toString()) as { config: { digest: string } }).config.digest;
+        const config = JSON.parse((await registry.request(`/v2/team/app/blobs/${configDigest}`)).body.toString()) as { architecture: string; os: string };
+        assert.deepEqual({ architecture: config.architecture, os: config.os }, entry.platform);
+      }
+    }
+    // The client reads it back the same way.
+    const reader = new RegistryClient(registry.host, credentials);
+    const back = await reader.getManifest('team/app', digest);
+    reader.close();
+    assert.equal(back.descriptor.mediaType, OCI_INDEX);
+  });
+
+  test('a wrong password is a REGISTRY_FAILED error naming the URL, the 401 and where the credentials came from', async () => {
+    const client = new RegistryClient(registry.host, credentials);
+    const image = await pushImage(client, 'team/wrongpw', 'linux/amd64');
+    client.close();
+    const wrong = await credentialsFile({ [registry.host]: { username: registry.credentials!.username, password: 'not-the-password' } });
+    const err = await refusal(pushImageIndex([`${registry.host}/team/wrongpw:1`], [image], wrong));
+    assert.equal(err.code, 'REGISTRY_FAILED');
+    assert.match(err.message, new RegExp(`http://${registry.host.replace(/\./g, '\\.')}/v2/team/wrongpw/manifests/`));
+    assert.match(err.message, /401 Unauthorized/);
+    assert.match(err.message, /config\.json/);
+    assert.match(err.message, /they are wrong, or lack pull access to team\/wrongpw/);
+    assert.doesNotMatch(err.message, /not-the-password/);
+    assert.equal((await registry.request('/v2/team/wrongpw/manifests/1')).status, 404, 'nothing was written');
+  });
+
+  test('no credentials for the registry: the error says to log in to it', async () => {
+    const none = await credentialsFile({ 'elsewhere.example.com': { username: 'u', password: 'p' } });
+    const err = await refusal(pushImageIndex([`${registry.host}/team/app:2`], [{ platform: 'linux/amd64', digest: `sha256:${'a'.repeat(64)}`, mediaType: '', size: 0 }], none));
+    assert.equal(err.code, 'REGISTRY_FAILED');
+    assert.match(err.message, new RegExp(`no credentials for ${registry.host.replace(/\./g, '\\.')}`));
+    assert.match(err.message, new RegExp(`docker login ${registry.host.replace(/\./g, '\\.')}`));
+  });
+
+  test('a platform image that is not in the repository is refused before anything is written', async () => {
+    const client = new RegistryClient(registry.host, credentials);
+    const amd64 = await pushImage(client, 'team/partial', 'linux/amd64');
+    client.close();
+    const missing = `sha256:${'b'.repeat(64)}`;
+    const err = await refusal(pushImageIndex([`${registry.host}/team/partial:1`], [amd64, { platform: 'linux/arm64', digest: missing, mediaType: OCI_MANIFEST, size: 100 }], credentials));
+    assert.equal(err.code, 'REGISTRY_FAILED');
+    assert.match(err.message, new RegExp(`the linux/arm64 image ${missing} is not in ${registry.host.replace(/\./g, '\\.')}/team/partial`));
+    assert.equal((await registry.request('/v2/team/partial/manifests/1')).status, 404);
+  });
+
+  test('names in two repositories: each must hold every platform, and the error says so', async () => {
+    const client = new RegistryClient(registry.host, credentials);
+    const amd64 = await pushImage(client, 'team/one', 'linux/amd64');
+    client.close();
+    const err = await refusal(pushImageIndex([`${registry.host}/team/one:1`, `${registry.host}/team/two:1`], [amd64], credentials));
+    assert.match(err.message, /is not in .*team\/two.*each repository must hold every platform's image/);
+    assert.equal((await registry.request('/v2/team/one/manifests/1')).status, 404, 'no repository got the index');
+
+    // Once the other repository holds the same manifest (blobs and all), both get the same index.
+    const copier = new RegistryClient(registry.host, credentials);
+    const manifest = await copier.getManifest('team/one', amd64.digest);
+    const parsed = JSON.parse(manifest.body.toString()) as { config: { digest: string }; layers: { digest: string }[] };
+    for (const blob of [parsed.config.digest, ...parsed.layers.map((l) => l.digest)]) await copier.pushBlob('team/two', await copier.getBlob('team/one', blob));
+    await copier.putManifest('team/two', amd64.digest, OCI_MANIFEST, manifest.body);
+    copier.close();
+    const { digest } = await pushImageIndex([`${registry.host}/team/one:1`, `${registry.host}/team/two:1`], [amd64], credentials);
+    for (const repo of ['team/one', 'team/two']) assert.equal((await registry.request(`/v2/${repo}/manifests/1`, { headers: { accept: OCI_INDEX } })).headers['docker-content-digest'], digest);
+  });
+});
+
+test('an anonymous registry needs no credentials', async () => {
+  const registry = await startRegistry();
+  try {
+    const none = loadRegistryCredentials({ DOCKER_CONFIG: path.join(scratch, 'no-such-folder') });
+    const client = new RegistryClient(registry.host, none);
+    const image = await pushImage(client, 'app', 'linux/arm64');
+    client.close();
+    const { digest } = await pushImageIndex([`${registry.host}/app:1`], [image], none);
+    const res = await registry.request('/v2/app/manifests/1', { headers: { accept: OCI_INDEX } });
+    assert.equal(res.headers['docker-content-digest'], digest);
+  } finally {
+    await registry.stop();
+  }
+});
