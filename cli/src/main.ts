@@ -275,7 +275,18 @@ async function build(argv: string[]): Promise<number> {
   process.once('SIGTERM', interrupt);
   try {
     if (exchange) await exchange.token(client);
-    return await runBuild(command, client, (text) => process.stderr.write(text), interrupted.signal);
+    return await runBuild(
+      command,
+      client,
+      {
+        stderr: (text) => process.stderr.write(text),
+        stdout: (text) => process.stdout.write(text),
+        isTty: process.stderr.isTTY === true,
+        columns: () => process.stderr.columns ?? 80,
+        rows: () => process.stderr.rows ?? 24,
+      },
+      interrupted.signal,
+    );
   } finally {
     process.off('SIGINT', interrupt);
     process.off('SIGTERM', interrupt);

@@ -8,6 +8,7 @@ import { buildOptionsOf } from './buildOptions.js';
 import { BuildCancelled, runNativeBuild } from './nativeBuild.js';
 import { BuildFailure } from './buildFailure.js';
 import type { TunnelClient } from '../tunnelClient.js';
+import type { BuildConsole } from './buildConsole.js';
 
 // `slipway build`: buildx's build, spoken to BuildKit by the CLI itself through the gateway.
 // Its connection flags mean what they mean for `slipway dial-stdio`, whose configuration they
@@ -29,7 +30,7 @@ function buildFlags(): Record<string, FlagSpec> {
     '--platform': flag('list', 'linux/amd64 and/or linux/arm64, comma-separated (default this machine\'s): one solve per platform, in parallel', 'P'),
     '--output': flag('list', 'type=local,dest=DIR or type=tar,dest=FILE (DIR alone: local); with several platforms, DIR/<os>_<arch>/', 'SPEC'),
     '-o': flag('list', 'same as --output', 'SPEC'),
-    '--progress': flag('value', 'plain, rawjson, quiet (auto: plain)', 'MODE'),
+    '--progress': flag('value', 'auto (tty on a terminal, else plain), tty, plain, quiet (errors only; the image ID on stdout) or rawjson; default $BUILDKIT_PROGRESS, else auto', 'MODE'),
     '--no-cache': flag('switch', 'do not use the builder\'s cache'),
     '--secret': flag('list', 'id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret', 'SPEC'),
     '--pull': flag('switch', 'always fetch the base images\' newest versions'),
@@ -93,10 +94,17 @@ export function loadBuildCommand(env: Env, argv: readonly string[], cwd: string)
 }
 
 /** Runs a parsed build: 0 when it succeeded, 1 when the build itself failed (its report written). */
-export async function runBuild(command: BuildCommand, client: TunnelClient, write: (text: string) => void, signal?: AbortSignal): Promise<number> {
+export async function runBuild(command: BuildCommand, client: TunnelClient, console: BuildConsole, signal?: AbortSignal): Promise<number> {
+  const write = (text: string): void => console.stderr(text);
   try {
-    const results = await runNativeBuild(command.options, client, write, signal);
-    if (command.options.progress !== 'quiet') {
+    const results = await runNativeBuild(command.options, client, console, signal);
+    if (command.options.progress === 'quiet') {
+      // buildx: the image ID alone on stdout, for scripts.
+      for (const r of results) {
+        const id = r.exporterResponse['containerimage.config.digest'] ?? r.exporterResponse['containerimage.digest'];
+        if (id) console.stdout(`${id}\n`);
+      }
+    } else {
       for (const r of results) {
         const digest = r.exporterResponse['containerimage.digest'];
         write(`${command.options.platforms.length > 1 ? `[${r.platform}] ` : ''}built${digest ? ` ${digest}` : ''}${command.options.output.type !== 'none' ? ` → ${command.options.output.dest}` : ''}\n`);

@@ -2,7 +2,9 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { isPlatform, type Env, type Platform } from '@slipway/proto';
 import type { CommandLine } from '../commandLine.js';
-import type { ProgressMode } from './progressPrinter.js';
+import { isProgressMode, PROGRESS_MODES, type ProgressMode } from './progressDisplay.js';
+import { cacheOptionsOf, type CacheOptions } from './cacheOptions.js';
+import { sshSourcesOf, type SshSource } from './sshSources.js';
 import { outputOf, type BuildOutput } from './outputOptions.js';
 import { fields } from './csvFields.js';
 
@@ -30,6 +32,10 @@ export interface BuildOptions {
   output: BuildOutput;
   progress: ProgressMode;
   noCache: boolean;
+  /** --pull: base images resolved at the registry even when the builder has them. */
+  pull: boolean;
+  cache: CacheOptions;
+  ssh: SshSource[];
   secrets: BuildSecret[];
 }
 
@@ -101,30 +107,34 @@ export function buildOptionsOf(line: CommandLine, env: Env, cwd: string, nativeP
 
   const output = outputOf(line, problems);
 
-  const progress = line.values.get('--progress') ?? 'plain';
-  if (progress !== 'plain' && progress !== 'rawjson' && progress !== 'quiet' && progress !== 'auto') problems.push(`--progress must be plain, rawjson, quiet or auto; got '${progress}' (tty is not implemented yet)`);
+  // buildx's default comes from BUILDKIT_PROGRESS, else auto.
+  const progressFlag = line.values.get('--progress');
+  const progress = progressFlag ?? env['BUILDKIT_PROGRESS'] ?? 'auto';
+  if (!isProgressMode(progress)) problems.push(`${progressFlag === undefined ? 'BUILDKIT_PROGRESS' : '--progress'} must be one of ${PROGRESS_MODES.join(', ')}; got '${progress}'`);
 
-
-  for (const flag of ['--pull']) if (line.switches.has(flag)) problems.push(`${flag} is not supported by slipway build yet`);
-  for (const flag of ['--ssh', '--cache-from', '--cache-to']) if (line.lists.has(flag)) problems.push(`${flag} is not supported by slipway build yet`);
+  const ssh = sshSourcesOf(line.lists.get('--ssh') ?? [], env, problems);
 
   const secrets = (line.lists.get('--secret') ?? []).map((raw) => parseSecret(raw, env, problems)).filter((s): s is BuildSecret => s !== undefined);
   const ids = secrets.map((s) => s.id);
   const duplicate = ids.find((id, i) => ids.indexOf(id) !== i);
   if (duplicate) problems.push(`--secret id=${duplicate} is given twice`);
 
+  const buildArgs = keyValues(line.lists.get('--build-arg') ?? [], '--build-arg', env, problems);
   return {
     contextDir,
     dockerfileDir: path.dirname(dockerfilePath),
     dockerfileName: path.basename(dockerfilePath),
     tags: [...(line.lists.get('--tag') ?? []), ...(line.lists.get('-t') ?? [])],
-    buildArgs: keyValues(line.lists.get('--build-arg') ?? [], '--build-arg', env, problems),
+    buildArgs,
     labels: keyValues(line.lists.get('--label') ?? [], '--label', undefined, problems),
     target: line.values.get('--target'),
     platforms,
     output,
-    progress: progress === 'auto' ? 'plain' : (progress as ProgressMode),
+    progress: isProgressMode(progress) ? progress : 'auto',
     noCache: line.switches.has('--no-cache'),
+    pull: line.switches.has('--pull'),
+    cache: cacheOptionsOf(line, buildArgs, problems),
+    ssh,
     secrets,
   };
 }
@@ -134,6 +144,7 @@ export function frontendAttrsOf(options: BuildOptions, platform: Platform): Reco
   const attrs: Record<string, string> = { filename: options.dockerfileName, platform };
   if (options.target) attrs['target'] = options.target;
   if (options.noCache) attrs['no-cache'] = '';
+  if (options.pull) attrs['image-resolve-mode'] = 'pull';
   for (const [k, v] of Object.entries(options.buildArgs)) attrs[`build-arg:${k}`] = v;
   for (const [k, v] of Object.entries(options.labels)) attrs[`label:${k}`] = v;
   return attrs;

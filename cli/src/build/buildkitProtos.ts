@@ -19,6 +19,7 @@ const FILES = [
   'moby/filesync/v1/auth.proto',
   'moby/buildkit/secrets/v1/secrets.proto',
   'moby/grpc/health/v1/health.proto',
+  'moby/sshforward/v1/ssh.proto',
 ];
 
 type Definitions = protoLoader.PackageDefinition;

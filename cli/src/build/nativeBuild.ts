@@ -14,8 +14,12 @@ import { ContextSource } from './contextSource.js';
 import { GrpcClientCall } from './grpcClientCall.js';
 import { GRPC_NOT_FOUND, GrpcStatusError } from './grpcStatusError.js';
 import { exporterFor } from './outputExporter.js';
-import { ProgressPrinter, type StatusMessage } from './progressPrinter.js';
+import type { SolveProgress, StatusMessage } from './buildStatus.js';
+import type { BuildConsole } from './buildConsole.js';
+import { progressDisplay } from './progressDisplay.js';
 import { SessionServer } from './sessionServer.js';
+import { serveSshForward } from './sshForward.js';
+import { solveCacheOf } from './cacheOptions.js';
 
 // One `slipway build`: a solve per platform, in parallel, each on its own tunnel stream to a
 // builder of that platform, each with its own session serving the context and receiving the output.
@@ -36,18 +40,20 @@ export class BuildCancelled extends Error {
   override readonly name = 'BuildCancelled';
 }
 
-export async function runNativeBuild(options: BuildOptions, client: TunnelClient, write: (text: string) => void, signal?: AbortSignal): Promise<BuildResult[]> {
+export async function runNativeBuild(options: BuildOptions, client: TunnelClient, console: BuildConsole, signal?: AbortSignal): Promise<BuildResult[]> {
   const several = options.platforms.length > 1;
+  const display = progressDisplay(options.progress, console, (text) => console.stderr(text));
   const solves = options.platforms.map((platform) =>
-    solveOne(options, client, platform, several ? `${platform.replace('/', '_')}/` : '', new ProgressPrinter(options.progress, write, several ? `[${platform}] ` : ''), signal),
+    solveOne(options, client, platform, several ? `${platform.replace('/', '_')}/` : '', display.solve(several ? `[${platform}] ` : ''), signal),
   );
   const settled = await Promise.allSettled(solves);
+  display.finish();
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
   return settled.map((s) => (s as PromiseFulfilledResult<BuildResult>).value);
 }
 
-async function solveOne(options: BuildOptions, client: TunnelClient, platform: Platform, outputSub: string, printer: ProgressPrinter, signal: AbortSignal | undefined): Promise<BuildResult> {
+async function solveOne(options: BuildOptions, client: TunnelClient, platform: Platform, outputSub: string, printer: SolveProgress, signal: AbortSignal | undefined): Promise<BuildResult> {
   if (signal?.aborted) throw new BuildCancelled('the build was cancelled');
   const tunnel = await client.open(platform);
   let tunnelError: CliError | undefined;
@@ -86,6 +92,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
       await call.send(secrets.encodeResponse({ data: secret.data }));
     });
   }
+  serveSshForward(server, options.ssh);
   const exporter = exporterFor(options.output, outputSub, server);
 
   const session = new ClientSession(server, `slipway build ${path.basename(options.contextDir)}`);
@@ -117,6 +124,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
       Session: session.id,
       Frontend: 'dockerfile.v0',
       FrontendAttrs: frontendAttrsOf(options, platform),
+      Cache: solveCacheOf(options.cache),
       Entitlements: [],
     });
     // The last status messages may still be on their way: the Status stream ends after the solve.

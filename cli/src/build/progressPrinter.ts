@@ -1,26 +1,13 @@
-// BuildKit's Status stream shown as buildx shows it. `plain` is buildx's plain mode (steps
-// numbered in the order they appear, their logs prefixed with the step number and the seconds
-// since it started, DONE/CACHED/ERROR lines); `rawjson` prints each status message as one JSON
-// line; `quiet` prints nothing. The log tail of every step is kept for the error report.
+import { byteSize, secondsOf, type FailedStep, type SolveProgress, type StatusMessage } from './buildStatus.js';
 
-export type ProgressMode = 'plain' | 'rawjson' | 'quiet';
+export type { FailedStep, StatusMessage } from './buildStatus.js';
 
-interface Timestamp {
-  seconds: string;
-  nanos: number;
-}
-export interface StatusMessage {
-  vertexes: { digest: string; inputs: string[]; name: string; cached: boolean; started: Timestamp | null; completed: Timestamp | null; error: string }[];
-  statuses: { ID: string; vertex: string; name: string; current: string; total: string; timestamp: Timestamp | null; started: Timestamp | null; completed: Timestamp | null }[];
-  logs: { vertex: string; timestamp: Timestamp | null; stream: string; msg: Buffer }[];
-  warnings: { vertex: string; level: string; short: Buffer; detail: Buffer[]; url: string }[];
-}
+// BuildKit's Status stream as buildx's plain mode writes it: steps numbered in the order they
+// appear, their logs prefixed with the step number and the seconds since it started,
+// DONE/CACHED/ERROR lines. Quiet keeps the same bookkeeping and writes nothing. Either way the
+// log tail of every step is kept for the error report.
 
 const TAIL_LINES = 20;
-
-function seconds(t: Timestamp | null): number | undefined {
-  return t === null ? undefined : Number(t.seconds) + t.nanos / 1e9;
-}
 
 interface StepState {
   number: number;
@@ -33,28 +20,21 @@ interface StepState {
   partial: string;
 }
 
-export interface FailedStep {
-  name: string;
-  error: string;
-  tail: string[];
-}
-
-export class ProgressPrinter {
+export class ProgressPrinter implements SolveProgress {
   private readonly steps = new Map<string, StepState>();
   private next = 1;
 
   constructor(
-    private readonly mode: ProgressMode,
+    private readonly mode: 'plain' | 'quiet',
     private readonly write: (text: string) => void,
     /** Set with several platforms, so their lines can be told apart. */
     private readonly prefix = '',
   ) {}
 
   update(status: StatusMessage): void {
-    if (this.mode === 'rawjson') this.write(`${JSON.stringify(status, (_k, v: unknown) => (isBufferJson(v) ? Buffer.from(v.data).toString('base64') : v))}\n`);
     for (const v of status.vertexes) {
       const step = this.step(v.digest, v.name);
-      step.started = seconds(v.started) ?? step.started;
+      step.started = secondsOf(v.started) ?? step.started;
       if (v.cached && !step.ended) {
         this.announce(step);
         this.line(step, 'CACHED');
@@ -67,14 +47,14 @@ export class ProgressPrinter {
         if (v.error) {
           step.error = v.error;
           this.line(step, `ERROR: ${v.error}`);
-        } else this.line(step, `DONE ${((seconds(v.completed) ?? 0) - (step.started ?? seconds(v.completed) ?? 0)).toFixed(1)}s`);
+        } else this.line(step, `DONE ${((secondsOf(v.completed) ?? 0) - (step.started ?? secondsOf(v.completed) ?? 0)).toFixed(1)}s`);
       }
     }
     for (const s of status.statuses) {
       const step = this.steps.get(s.vertex);
       if (!step || !s.completed) continue;
       const total = Number(s.total);
-      this.line(step, `${s.ID} ${total > 0 ? `${s.current}/${total}` : bytes(Number(s.current))} done`);
+      this.line(step, `${s.ID} ${total > 0 ? `${s.current}/${total}` : byteSize(Number(s.current))} done`);
     }
     for (const log of status.logs) {
       const step = this.steps.get(log.vertex);
@@ -82,13 +62,12 @@ export class ProgressPrinter {
       const text = step.partial + log.msg.toString();
       const lines = text.split('\n');
       step.partial = lines.pop() ?? '';
-      const at = (seconds(log.timestamp) ?? 0) - (step.started ?? seconds(log.timestamp) ?? 0);
+      const at = (secondsOf(log.timestamp) ?? 0) - (step.started ?? secondsOf(log.timestamp) ?? 0);
       for (const l of lines) this.logLine(step, l, at);
     }
-    for (const w of status.warnings) this.write(`${this.prefix}WARNING: ${w.short.toString()}\n`);
+    for (const w of status.warnings) if (this.mode === 'plain') this.write(`${this.prefix}WARNING: ${w.short.toString()}\n`);
   }
 
-  /** The step that failed (its name, error and last log lines), when one did. */
   failedStep(): FailedStep | undefined {
     for (const step of this.steps.values()) if (step.error) return { name: step.name, error: step.error, tail: step.tail };
     return undefined;
@@ -124,14 +103,4 @@ export class ProgressPrinter {
     this.logLine(step, step.partial, 0);
     step.partial = '';
   }
-}
-
-function isBufferJson(v: unknown): v is { type: 'Buffer'; data: number[] } {
-  return typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data);
-}
-
-function bytes(n: number): string {
-  if (n < 1024) return `${n}B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(2)}kB`;
-  return `${(n / 1024 / 1024).toFixed(2)}MB`;
 }

@@ -1,0 +1,75 @@
+import type { CommandLine } from '../commandLine.js';
+import { fields } from './csvFields.js';
+
+// --cache-from / --cache-to as buildx reads them, for the Solve request's CacheOptions: where
+// the builder imports cache from and where it exports the build's cache to. Only what needs no
+// service on this machine is accepted: a registry (the builder talks to it, with the session's
+// registry credentials) and inline (the cache rides in the image's config). local needs a
+// content store served from here, and gha/s3/azblob credentials Slipway does not forward.
+
+export interface CacheEntry {
+  type: string;
+  attrs: Record<string, string>;
+}
+
+export interface CacheOptions {
+  imports: CacheEntry[];
+  exports: CacheEntry[];
+}
+
+const REGISTRY_EXPORT_ATTRS = ['ref', 'mode', 'image-manifest', 'oci-mediatypes', 'compression', 'compression-level', 'force-compression', 'ignore-error'];
+const NOT_FORWARDED: Record<string, string> = {
+  local: 'it needs a content store served from this machine, which slipway build does not serve',
+  gha: 'it needs GitHub Actions cache credentials, which slipway build does not forward',
+  s3: 'it needs AWS credentials, which slipway build does not forward',
+  azblob: 'it needs Azure credentials, which slipway build does not forward',
+};
+
+function entryOf(raw: string, flag: '--cache-from' | '--cache-to', problems: string[]): CacheEntry | undefined {
+  // buildx: a value without '=' is a registry reference.
+  if (!raw.includes('=')) return raw.trim() === '' ? (problems.push(`${flag} is empty`), undefined) : { type: 'registry', attrs: { ref: raw.trim() } };
+  const f = fields(raw);
+  const type = f.get('type');
+  f.delete('type');
+  const attrs = Object.fromEntries(f);
+  if (type === undefined || type === '') {
+    problems.push(`${flag} needs type=registry${flag === '--cache-to' ? ' or type=inline' : ''}; got '${raw}'`);
+    return undefined;
+  }
+  const before = problems.length;
+  if (type === 'registry') {
+    if (!attrs['ref']) problems.push(`${flag} type=registry needs ref=REGISTRY/REPOSITORY:TAG; got '${raw}'`);
+    const allowed = flag === '--cache-to' ? REGISTRY_EXPORT_ATTRS : ['ref'];
+    const unknown = Object.keys(attrs).filter((k) => !allowed.includes(k));
+    if (unknown.length > 0) problems.push(`${flag} type=registry: unknown option(s) ${unknown.join(', ')}; expected ${allowed.join(', ')}`);
+    if (attrs['mode'] !== undefined && attrs['mode'] !== 'min' && attrs['mode'] !== 'max') problems.push(`${flag} mode must be min or max; got '${attrs['mode']}'`);
+  } else if (type === 'inline') {
+    if (flag === '--cache-from') problems.push(`--cache-from type=inline is not a cache source; an image with inline cache is imported with type=registry,ref=IMAGE`);
+    else if (Object.keys(attrs).length > 0) problems.push(`--cache-to type=inline takes no options; got ${Object.keys(attrs).join(', ')}`);
+  } else if (NOT_FORWARDED[type] !== undefined) {
+    if (type === 'local') {
+      const key = flag === '--cache-to' ? 'dest' : 'src';
+      if (!attrs[key]) problems.push(`${flag} type=local needs ${key}=DIR; got '${raw}'`);
+    }
+    problems.push(`${flag} type=${type} is not supported by slipway build: ${NOT_FORWARDED[type]}; use type=registry${flag === '--cache-to' ? ' or type=inline' : ''}`);
+  } else {
+    problems.push(`${flag}: unknown cache type '${type}'; expected registry${flag === '--cache-to' ? ' or inline' : ''}`);
+  }
+  return problems.length === before ? { type, attrs } : undefined;
+}
+
+/** The build's cache imports and exports, checked; BUILDKIT_INLINE_CACHE=1 asks for inline cache as in buildx. */
+export function cacheOptionsOf(line: CommandLine, buildArgs: Record<string, string>, problems: string[]): CacheOptions {
+  const imports = (line.lists.get('--cache-from') ?? []).map((raw) => entryOf(raw, '--cache-from', problems)).filter((e): e is CacheEntry => e !== undefined);
+  const exports = (line.lists.get('--cache-to') ?? []).map((raw) => entryOf(raw, '--cache-to', problems)).filter((e): e is CacheEntry => e !== undefined);
+  const inlineArg = buildArgs['BUILDKIT_INLINE_CACHE'];
+  if (inlineArg !== undefined && ['1', 'true', 't', 'TRUE', 'True'].includes(inlineArg) && !exports.some((e) => e.type === 'inline')) exports.push({ type: 'inline', attrs: {} });
+  if (exports.filter((e) => e.type === 'inline').length > 1) problems.push('--cache-to type=inline is given twice');
+  return { imports, exports };
+}
+
+/** The Solve request's Cache field (BuildKit's CacheOptions). */
+export function solveCacheOf(cache: CacheOptions): { Exports: { Type: string; Attrs: Record<string, string> }[]; Imports: { Type: string; Attrs: Record<string, string> }[] } {
+  const wire = (e: CacheEntry) => ({ Type: e.type, Attrs: e.attrs });
+  return { Exports: cache.exports.map(wire), Imports: cache.imports.map(wire) };
+}
