@@ -9,6 +9,7 @@ import { createControlServer } from './controlService.js';
 import { GrpcBridge } from './grpcBridge.js';
 import { GatewayLink, type GatewayLinkHost } from './gatewayLink.js';
 import { TunnelStreamHandler } from './tunnelStreamHandler.js';
+import { UpstreamSpares } from './upstreamSpares.js';
 import { AGENT_VERSION } from './version.js';
 
 export type AgentState = 'connecting' | 'connected' | 'draining' | 'stopped';
@@ -28,6 +29,7 @@ export interface LiveGatewayLink {
 export class Agent extends EventEmitter<{ connected: [gatewayId: string]; disconnected: [reason: string, gatewayId: string] }> {
   private readonly handler: TunnelStreamHandler;
   private readonly bridge: GrpcBridge;
+  private readonly upstream: UpstreamSpares;
   private readonly h2: http2.Http2Server;
   private readonly links: GatewayLink[];
   // Replica id -> the link that reaches it.
@@ -40,7 +42,8 @@ export class Agent extends EventEmitter<{ connected: [gatewayId: string]; discon
     private readonly log: Logger,
   ) {
     super();
-    this.handler = new TunnelStreamHandler(config.upstream, config.maxStreams, log);
+    this.upstream = new UpstreamSpares(config.upstream, config.upstreamSpares, config.upstreamSpareMaxAgeMs);
+    this.handler = new TunnelStreamHandler(this.upstream, config.maxStreams, log);
     const control = createControlServer({
       describe: () => ({
         agentId: config.agentId,
@@ -180,6 +183,7 @@ export class Agent extends EventEmitter<{ connected: [gatewayId: string]; discon
     this.stopped = true;
     const closing = Promise.all(this.links.map((link) => link.close()));
     this.bridge.close();
+    this.upstream.close();
     await closing;
   }
 }

@@ -17,6 +17,10 @@ export interface AgentConfig {
   agentIdConfigured: boolean;
   platform: Platform;
   upstream: Upstream;
+  /** Upstream connections kept dialed ahead of the streams that will use them (0: none). */
+  upstreamSpares: number;
+  /** A spare not used within this long is closed (servers drop connections that stay silent). */
+  upstreamSpareMaxAgeMs: number;
   maxStreams: number;
   /** Builds at once: the capacity placement gives this builder. */
   maxBuilds: number;
@@ -48,6 +52,8 @@ const FLAGS: Record<string, string> = {
   '--agent-id': 'SLIPWAY_AGENT_ID',
   '--platform': 'SLIPWAY_PLATFORM',
   '--upstream': 'SLIPWAY_UPSTREAM',
+  '--upstream-spares': 'SLIPWAY_UPSTREAM_SPARES',
+  '--upstream-spare-max-age-ms': 'SLIPWAY_UPSTREAM_SPARE_MAX_AGE_MS',
   '--max-streams': 'SLIPWAY_MAX_STREAMS',
   '--max-builds': 'SLIPWAY_MAX_BUILDS',
   '--instance-id': 'SLIPWAY_INSTANCE_ID',
@@ -82,6 +88,8 @@ const FLAG_NOTES: Readonly<Record<string, string>> = {
   '--identity':
     'none (default) or imds: on EC2, present the instance identity document signed by AWS (read through IMDSv2) to the gateway; ' +
     'the agent id and instance id are then the instance id',
+  '--upstream-spares': 'upstream connections dialed ahead of use (default 1; 0 turns it off): a stream then starts on a connection that is already open (for dockerd, already upgraded)',
+  '--upstream-spare-max-age-ms': 'a spare unused this long is closed (default 10000)',
   '--imds-url': `instance metadata service URL for --identity imds (default ${IMDS_DEFAULT_URL})`,
 };
 
@@ -229,6 +237,9 @@ export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig 
     agentIdConfigured: configuredAgentId !== undefined,
     platform,
     upstream: upstream!,
+    upstreamSpares: readInt(e, 'SLIPWAY_UPSTREAM_SPARES', 1, 0, 16, problems),
+    // grpc-go (buildkitd, dockerd) closes a connection that sends no preface within 120 s.
+    upstreamSpareMaxAgeMs: readInt(e, 'SLIPWAY_UPSTREAM_SPARE_MAX_AGE_MS', 10_000, 100, 100_000, problems),
     maxStreams: readInt(e, 'SLIPWAY_MAX_STREAMS', 1024, 1, 100_000, problems),
     maxBuilds: readInt(e, 'SLIPWAY_MAX_BUILDS', 4, 1, 1024, problems),
     instanceId,
