@@ -8,11 +8,12 @@
 // - The registry cannot report a port it chose, so the port comes from a probe bind and start-up
 //   is retried if another process takes it first.
 // - A registry on 127.0.0.1 is plain HTTP: Docker and BuildKit treat loopback registries as insecure.
-import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
 import { HarnessError } from './harnessError.js';
 import { freePort } from './redisServer.js';
 import { runCommand, spawnManaged, tempDir, type ManagedProcess } from './processes.js';
@@ -62,8 +63,19 @@ export interface Registry {
   readonly process: ManagedProcess;
   /** One HTTP request to the registry (path like /v2/app/manifests/1), with Basic auth when it has users. */
   request(pathname: string, opts?: RegistryRequestOptions): Promise<RegistryResponse>;
+  /**
+   * Pushes a one-layer OCI image (a gzipped tar of `files`, mode 0755 for paths under bin/) for
+   * `platform` as repository:tag, with the harness's own HTTP; returns its manifest's digest.
+   */
+  pushImage(repository: string, tag: string, image: PushImageOptions): Promise<{ digest: string; size: number }>;
   /** Stops the registry and removes its folder. Idempotent. */
   stop(): Promise<void>;
+}
+
+export interface PushImageOptions {
+  /** Path in the image -> content, or { from: a file on this machine }. */
+  readonly files: Readonly<Record<string, string | Buffer | { from: string }>>;
+  readonly platform?: string;
 }
 
 export interface StartRegistryOptions {
@@ -127,6 +139,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
         process: proc,
         request: (pathname, requestOpts = {}) =>
           registryRequest(port, pathname, { ...requestOpts, auth: requestOpts.auth === undefined ? users[0] : requestOpts.auth }),
+        pushImage: (repository, tag, image) => pushImage(port, users[0], dir.path, repository, tag, image),
         stop() {
           stopped ??= (async () => {
             await proc.stop('SIGTERM');
@@ -274,4 +287,67 @@ function registryRequest(
     req.on('error', reject);
     req.end(body);
   });
+}
+
+const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+async function pushImage(
+  port: number,
+  auth: RegistryCredential | undefined,
+  scratch: string,
+  repository: string,
+  tag: string,
+  image: PushImageOptions,
+): Promise<{ digest: string; size: number }> {
+  const [os, architecture, variant] = (image.platform ?? 'linux/amd64').split('/');
+  const root = path.join(scratch, `image-${randomBytes(6).toString('hex')}`);
+  const names: string[] = [];
+  for (const [name, content] of Object.entries(image.files)) {
+    const file = path.join(root, name);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, typeof content === 'string' || Buffer.isBuffer(content) ? content : await readFile(content.from));
+    if (name.startsWith('bin/')) await chmod(file, 0o755);
+    names.push(name);
+  }
+  const tarFile = `${root}.tar`;
+  await runCommand('tar', ['--create', '--file', tarFile, '--owner=0', '--group=0', '--numeric-owner', '--sort=name', '-C', root, ...names.sort()]);
+  const tar = await readFile(tarFile);
+  const layer = gzipSync(tar);
+  const config = Buffer.from(
+    JSON.stringify({ architecture, os, ...(variant ? { variant } : {}), rootfs: { type: 'layers', diff_ids: [sha256(tar)] }, config: {} }),
+  );
+  for (const blob of [layer, config]) await pushBlob(port, auth, repository, blob);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layer), size: layer.length }],
+    }),
+  );
+  const put = await registryRequest(port, `/v2/${repository}/manifests/${tag}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
+    body: manifest,
+    auth,
+  });
+  if (put.status !== 201) throw new HarnessError('PROTOCOL', `PUT manifest ${repository}:${tag}: expected 201, got ${put.status}: ${put.body.toString()}`);
+  return { digest: sha256(manifest), size: manifest.length };
+}
+
+async function pushBlob(port: number, auth: RegistryCredential | undefined, repository: string, blob: Buffer): Promise<void> {
+  const start = await registryRequest(port, `/v2/${repository}/blobs/uploads/`, { method: 'POST', body: Buffer.alloc(0), auth });
+  const location = start.headers.location;
+  if (start.status !== 202 || !location) {
+    throw new HarnessError('PROTOCOL', `POST /v2/${repository}/blobs/uploads/: expected 202 with a Location, got ${start.status}: ${start.body.toString()}`);
+  }
+  const url = new URL(location, `http://127.0.0.1:${port}`);
+  url.searchParams.set('digest', sha256(blob));
+  const put = await registryRequest(port, `${url.pathname}${url.search}`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/octet-stream' },
+    body: blob,
+    auth,
+  });
+  if (put.status !== 201) throw new HarnessError('PROTOCOL', `PUT blob to ${repository}: expected 201, got ${put.status}: ${put.body.toString()}`);
 }

@@ -7,6 +7,7 @@ import { cacheOptionsOf, type CacheOptions } from './cacheOptions.js';
 import { sshSourcesOf, type SshSource } from './sshSources.js';
 import { outputOf, type BuildOutput } from './outputOptions.js';
 import { fields } from './csvFields.js';
+import { registryCredentialsOf, type RegistryCredentials } from './registryCredentials.js';
 
 export type { BuildOutput } from './outputOptions.js';
 
@@ -37,6 +38,8 @@ export interface BuildOptions {
   cache: CacheOptions;
   ssh: SshSource[];
   secrets: BuildSecret[];
+  /** The user's Docker registry credentials; undefined when the configuration could not be read. */
+  registryCredentials?: RegistryCredentials | undefined;
 }
 
 function parseSecret(raw: string, env: Env, problems: string[]): BuildSecret | undefined {
@@ -136,6 +139,7 @@ export function buildOptionsOf(line: CommandLine, env: Env, cwd: string, nativeP
     cache: cacheOptionsOf(line, buildArgs, problems),
     ssh,
     secrets,
+    registryCredentials: registryCredentialsOf(env, problems),
   };
 }
 

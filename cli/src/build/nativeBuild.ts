@@ -18,6 +18,7 @@ import type { SolveProgress, StatusMessage } from './buildStatus.js';
 import type { BuildConsole } from './buildConsole.js';
 import { progressDisplay } from './progressDisplay.js';
 import { SessionServer } from './sessionServer.js';
+import { serveRegistryAuth } from './registryAuthService.js';
 import { serveSshForward } from './sshForward.js';
 import { solveCacheOf } from './cacheOptions.js';
 
@@ -81,6 +82,8 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     for await (const _ of call.messages()) break;
     await call.send(health.encodeResponse({ status: 1 }));
   });
+  // Pulls and pushes on the builder use the user's registry credentials, asked for through the session.
+  if (options.registryCredentials) serveRegistryAuth(server, options.registryCredentials);
   const secrets = methodCodec<{ ID: string }, { data: Buffer }>('moby.buildkit.secrets.v1.Secrets', 'GetSecret');
   if (options.secrets.length > 0) {
     server.handle(secrets.path, async (call) => {

@@ -272,3 +272,14 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   return `a ${typeof value}`;
 }
+
+/** loadRegistryCredentials for command-line checking: a malformed configuration joins the other problems. */
+export function registryCredentialsOf(env: Env, problems: string[]): RegistryCredentials | undefined {
+  try {
+    return loadRegistryCredentials(env);
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    problems.push(err.message);
+    return undefined;
+  }
+}
