@@ -2,7 +2,7 @@ import http2, { type ClientHttp2Session } from 'node:http2';
 import type tls from 'node:tls';
 import { FlowControl, SocketDuplex, http2Settings, sessionReadAllowance, type Env, type Logger } from '@slipway/proto';
 import { CliError, toCliError } from './cliError.js';
-import { connectGatewayTls } from './gatewayTls.js';
+import { TlsResumption, connectGatewayTls } from './gatewayTls.js';
 import type { ApiCarrier } from './gatewayApi.js';
 import type { Transport } from './config.js';
 import { proxyFor, proxyLabel } from './proxySettings.js';
@@ -36,10 +36,12 @@ export class GatewayConnection implements ApiCarrier {
   private connecting: Promise<ClientHttp2Session | 'http/1.1'> | undefined;
   private mode: 'h2' | 'websocket' | undefined;
   private readonly networkKey: string | undefined;
+  private readonly resumption: TlsResumption;
   /** WebSocket was chosen from what an earlier process learned, without probing. */
   readonly rememberedWebSocket: boolean = false;
 
   constructor(private readonly options: GatewayConnectionOptions) {
+    this.resumption = new TlsResumption(options.ca);
     if (options.transport !== 'auto') {
       this.mode = options.transport;
       return;
@@ -94,6 +96,7 @@ export class GatewayConnection implements ApiCarrier {
       env: this.options.env,
       alpn,
       timeoutMs: this.options.connectTimeoutMs,
+      resumption: this.resumption,
     });
   }
 

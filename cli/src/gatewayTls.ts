@@ -10,6 +10,41 @@ export interface GatewayTlsOptions {
   alpn: string[];
   timeoutMs: number;
   signal?: AbortSignal;
+  /** Reused across connections: the trust store is parsed once and TLS sessions are resumed. */
+  resumption?: TlsResumption;
+}
+
+// What makes the second and later TLS connections to the gateway cheap: the CA bundle parsed
+// once into a SecureContext (parsing it is tens of milliseconds of CPU), and the latest session
+// ticket, so the handshake is resumed rather than done in full. WebSocket tunnels open one TLS
+// connection per stream, so this is most of their stream-open cost. A ticket is kept only from a
+// connection whose certificate was verified; a resumed session carries that verification.
+export class TlsResumption {
+  private context: tls.SecureContext | undefined;
+  private ticket: Buffer | undefined;
+
+  constructor(private readonly ca: Buffer | undefined) {}
+
+  secureContext(): tls.SecureContext {
+    this.context ??= tls.createSecureContext(this.ca ? { ca: this.ca } : {});
+    return this.context;
+  }
+
+  session(): Buffer | undefined {
+    return this.ticket;
+  }
+
+  /** Keeps the tickets the gateway sends on this connection, once its certificate has been verified. */
+  keepTicketsOf(socket: tls.TLSSocket): void {
+    socket.on('session', (ticket: Buffer) => {
+      if (socket.authorized) this.ticket = ticket;
+    });
+  }
+
+  /** The server refused what we offered (or its certificate failed): start afresh. */
+  forget(): void {
+    this.ticket = undefined;
+  }
 }
 
 function describeIssuer(cert: tls.PeerCertificate | undefined): string {
@@ -33,11 +68,13 @@ export async function connectGatewayTls(options: GatewayTlsOptions): Promise<tls
     // check the name against the proxy's address, or 'localhost'.
     host,
     servername: /^[\d.]+$|:/.test(host) ? undefined : host,
-    ca: options.ca,
+    ...(options.resumption ? { secureContext: options.resumption.secureContext() } : { ca: options.ca }),
+    ...(options.resumption?.session() ? { session: options.resumption.session() } : {}),
     ALPNProtocols: options.alpn,
     rejectUnauthorized: false,
   });
   socket.on('error', () => {});
+  options.resumption?.keepTicketsOf(socket);
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
@@ -56,6 +93,7 @@ export async function connectGatewayTls(options: GatewayTlsOptions): Promise<tls
   // algorithm would hold small writes back for an ACK.
   socket.setNoDelay(true);
   if (!socket.authorized) {
+    options.resumption?.forget();
     const why = String(socket.authorizationError ?? 'unknown reason');
     const cert = socket.getPeerCertificate();
     const issuer = describeIssuer(cert);
