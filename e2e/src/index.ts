@@ -56,3 +56,4 @@ export * from './inspectionCa.js';
 export * from './connectProxy.js';
 export * from './countingRelay.js';
 export * from './registry.js';
+export * from './registryTokenServer.js';

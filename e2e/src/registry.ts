@@ -17,6 +17,7 @@ import { gzipSync } from 'node:zlib';
 import { HarnessError } from './harnessError.js';
 import { freePort } from './redisServer.js';
 import { runCommand, spawnManaged, tempDir, type ManagedProcess } from './processes.js';
+import { startTokenServer, type TokenServer } from './registryTokenServer.js';
 
 const DOCKER_REGISTRY = 'docker-registry';
 const DEFAULT_START_TIMEOUT_MS = 20_000;
@@ -32,6 +33,8 @@ const BCRYPT_COST = 10;
 export interface RegistryCredential {
   readonly username: string;
   readonly password: string;
+  /** With token auth: an OAuth refresh token the token server takes for this user. */
+  readonly identityToken?: string;
 }
 
 export interface RegistryResponse {
@@ -60,8 +63,13 @@ export interface Registry {
   readonly users: readonly RegistryCredential[];
   /** The registry's storage root (blobs and repositories as distribution lays them out). */
   readonly storageDir: string;
+  /** With token auth: the token server the registry's 401s point to (its requests are recorded). */
+  readonly tokenServer: TokenServer | undefined;
   readonly process: ManagedProcess;
-  /** One HTTP request to the registry (path like /v2/app/manifests/1), with Basic auth when it has users. */
+  /**
+   * One HTTP request to the registry (path like /v2/app/manifests/1), authorized as the first user:
+   * Basic with htpasswd, a bearer token for the path's repository with token auth.
+   */
   request(pathname: string, opts?: RegistryRequestOptions): Promise<RegistryResponse>;
   /**
    * Pushes a one-layer OCI image (a gzipped tar of `files`, mode 0755 for paths under bin/) for
@@ -84,6 +92,11 @@ export interface StartRegistryOptions {
    * Without it, the registry is anonymous.
    */
   readonly auth?: boolean | number | readonly RegistryCredential[];
+  /**
+   * Token authentication instead of htpasswd: the registry's 401 challenges are Bearer, naming a
+   * token server the harness runs, which takes the users' passwords and identity tokens.
+   */
+  readonly tokenAuth?: boolean;
   readonly startTimeoutMs?: number;
 }
 
@@ -102,12 +115,17 @@ export async function registryAvailable(): Promise<boolean> {
 /** Starts docker-registry on a free 127.0.0.1 port and waits until it answers GET /v2/. */
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Registry> {
   const timeoutMs = opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
-  const users = usersFor(opts.auth);
+  const users = usersFor(opts.auth ?? (opts.tokenAuth ? true : undefined)).map((u) =>
+    opts.tokenAuth ? { ...u, identityToken: u.identityToken ?? randomBytes(18).toString('base64url') } : u,
+  );
   const dir = await tempDir('registry');
+  let tokenServer: TokenServer | undefined;
   try {
     const storageDir = path.join(dir.path, 'storage');
     let htpasswdFile: string | undefined;
-    if (users.length > 0) {
+    if (opts.tokenAuth) {
+      tokenServer = await startTokenServer(dir.path, users.map((u) => ({ username: u.username, password: u.password, identityToken: u.identityToken! })));
+    } else if (users.length > 0) {
       htpasswdFile = path.join(dir.path, 'htpasswd');
       const lines: string[] = [];
       for (const u of users) lines.push(`${u.username}:${await bcryptHash(u.password)}\n`);
@@ -117,7 +135,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     for (let attempt = 1; attempt <= BIND_ATTEMPTS; attempt++) {
       const port = await freePort();
       const configFile = path.join(dir.path, `config-${port}.yml`);
-      await writeFile(configFile, registryConfig(port, storageDir, htpasswdFile));
+      await writeFile(configFile, registryConfig(port, storageDir, htpasswdFile, tokenServer));
       const proc = spawnManaged(DOCKER_REGISTRY, ['serve', configFile], { name: `registry:${port}`, cwd: dir.path });
       try {
         await waitForV2(port, proc, timeoutMs);
@@ -129,6 +147,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
       }
       let stopped: Promise<void> | undefined;
       const host = `127.0.0.1:${port}`;
+      const authorize = authorizerFor(users[0], tokenServer);
       return {
         host,
         port,
@@ -136,13 +155,15 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
         credentials: users[0],
         users,
         storageDir,
+        tokenServer,
         process: proc,
         request: (pathname, requestOpts = {}) =>
-          registryRequest(port, pathname, { ...requestOpts, auth: requestOpts.auth === undefined ? users[0] : requestOpts.auth }),
-        pushImage: (repository, tag, image) => pushImage(port, users[0], dir.path, repository, tag, image),
+          registryRequest(port, pathname, { ...requestOpts, authorization: requestOpts.auth === undefined ? authorize(pathname) : basicOf(requestOpts.auth) }),
+        pushImage: (repository, tag, image) => pushImage(port, authorize, dir.path, repository, tag, image),
         stop() {
           stopped ??= (async () => {
             await proc.stop('SIGTERM');
+            await tokenServer?.close();
             await dir.remove();
           })();
           return stopped;
@@ -151,9 +172,24 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     }
     throw lastError;
   } catch (err) {
+    await tokenServer?.close();
     await dir.remove();
     throw err;
   }
+}
+
+function basicOf(auth: RegistryCredential | null): string | undefined {
+  return auth ? `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` : undefined;
+}
+
+/** The harness's own Authorization for a registry path: Basic, or a bearer token for the path's repository. */
+function authorizerFor(user: RegistryCredential | undefined, tokenServer: TokenServer | undefined): (pathname: string) => string | undefined {
+  if (user === undefined) return () => undefined;
+  if (tokenServer === undefined) return () => basicOf(user);
+  return (pathname) => {
+    const repository = /^\/v2\/(.+?)\/(?:manifests|blobs|tags)\//.exec(pathname)?.[1];
+    return `Bearer ${tokenServer.mint(user.username, repository ? [`repository:${repository}:pull,push`] : [])}`;
+  };
 }
 
 function usersFor(auth: StartRegistryOptions['auth']): RegistryCredential[] {
@@ -176,7 +212,7 @@ function usersFor(auth: StartRegistryOptions['auth']): RegistryCredential[] {
   }));
 }
 
-function registryConfig(port: number, storageDir: string, htpasswdFile: string | undefined): string {
+function registryConfig(port: number, storageDir: string, htpasswdFile: string | undefined, tokenServer: TokenServer | undefined): string {
   const lines = [
     'version: 0.1',
     'log:',
@@ -199,7 +235,16 @@ function registryConfig(port: number, storageDir: string, htpasswdFile: string |
     '  storagedriver:',
     '    enabled: false',
   ];
-  if (htpasswdFile !== undefined) {
+  if (tokenServer !== undefined) {
+    lines.push(
+      'auth:',
+      '  token:',
+      `    realm: ${JSON.stringify(tokenServer.realm)}`,
+      `    service: ${JSON.stringify(tokenServer.service)}`,
+      `    issuer: ${JSON.stringify(tokenServer.issuer)}`,
+      `    rootcertbundle: ${JSON.stringify(tokenServer.certFile)}`,
+    );
+  } else if (htpasswdFile !== undefined) {
     lines.push('auth:', '  htpasswd:', '    realm: slipway-test-registry', `    path: ${JSON.stringify(htpasswdFile)}`);
   }
   return `${lines.join('\n')}\n`;
@@ -241,7 +286,7 @@ async function waitForV2(port: number, proc: ManagedProcess, timeoutMs: number):
       );
     }
     try {
-      const res = await registryRequest(port, '/v2/', { auth: null, timeoutMs: 1_000 });
+      const res = await registryRequest(port, '/v2/', { timeoutMs: 1_000 });
       // 401 is an answer too: the registry is up and wants credentials.
       if (res.status === 200 || res.status === 401) return;
       lastError = new HarnessError('PROTOCOL', `GET /v2/ answered ${res.status}, expected 200 or 401`);
@@ -262,12 +307,10 @@ async function waitForV2(port: number, proc: ManagedProcess, timeoutMs: number):
 function registryRequest(
   port: number,
   pathname: string,
-  opts: RegistryRequestOptions & { timeoutMs?: number },
+  opts: Omit<RegistryRequestOptions, 'auth'> & { authorization?: string | undefined; timeoutMs?: number },
 ): Promise<RegistryResponse> {
   const headers: Record<string, string> = { ...opts.headers };
-  if (opts.auth) {
-    headers.authorization = `Basic ${Buffer.from(`${opts.auth.username}:${opts.auth.password}`).toString('base64')}`;
-  }
+  if (opts.authorization !== undefined) headers.authorization = opts.authorization;
   const body = typeof opts.body === 'string' ? Buffer.from(opts.body) : opts.body;
   if (body !== undefined) headers['content-length'] = String(body.length);
   const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS;
@@ -293,7 +336,7 @@ const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(d
 
 async function pushImage(
   port: number,
-  auth: RegistryCredential | undefined,
+  authorize: (pathname: string) => string | undefined,
   scratch: string,
   repository: string,
   tag: string,
@@ -316,7 +359,7 @@ async function pushImage(
   const config = Buffer.from(
     JSON.stringify({ architecture, os, ...(variant ? { variant } : {}), rootfs: { type: 'layers', diff_ids: [sha256(tar)] }, config: {} }),
   );
-  for (const blob of [layer, config]) await pushBlob(port, auth, repository, blob);
+  for (const blob of [layer, config]) await pushBlob(port, authorize, repository, blob);
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -325,18 +368,20 @@ async function pushImage(
       layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layer), size: layer.length }],
     }),
   );
-  const put = await registryRequest(port, `/v2/${repository}/manifests/${tag}`, {
+  const manifestPath = `/v2/${repository}/manifests/${tag}`;
+  const put = await registryRequest(port, manifestPath, {
     method: 'PUT',
     headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
     body: manifest,
-    auth,
+    authorization: authorize(manifestPath),
   });
   if (put.status !== 201) throw new HarnessError('PROTOCOL', `PUT manifest ${repository}:${tag}: expected 201, got ${put.status}: ${put.body.toString()}`);
   return { digest: sha256(manifest), size: manifest.length };
 }
 
-async function pushBlob(port: number, auth: RegistryCredential | undefined, repository: string, blob: Buffer): Promise<void> {
-  const start = await registryRequest(port, `/v2/${repository}/blobs/uploads/`, { method: 'POST', body: Buffer.alloc(0), auth });
+async function pushBlob(port: number, authorize: (pathname: string) => string | undefined, repository: string, blob: Buffer): Promise<void> {
+  const uploads = `/v2/${repository}/blobs/uploads/`;
+  const start = await registryRequest(port, uploads, { method: 'POST', body: Buffer.alloc(0), authorization: authorize(uploads) });
   const location = start.headers.location;
   if (start.status !== 202 || !location) {
     throw new HarnessError('PROTOCOL', `POST /v2/${repository}/blobs/uploads/: expected 202 with a Location, got ${start.status}: ${start.body.toString()}`);
@@ -347,7 +392,7 @@ async function pushBlob(port: number, auth: RegistryCredential | undefined, repo
     method: 'PUT',
     headers: { 'content-type': 'application/octet-stream' },
     body: blob,
-    auth,
+    authorization: authorize(uploads),
   });
   if (put.status !== 201) throw new HarnessError('PROTOCOL', `PUT blob to ${repository}: expected 201, got ${put.status}: ${put.body.toString()}`);
 }

@@ -73,7 +73,9 @@ describe('registry with htpasswd Basic auth', () => {
     const arm64 = await pushImage(client, 'team/app', 'linux/arm64');
     client.close();
     // The builder may not say the media type or size: the registry's word is taken.
-    const { digest } = await pushImageIndex([`${registry.host}/team/app:1`, `${registry.host}/team/app:latest`], [amd64, { ...arm64, mediaType: '', size: 0 }], credentials);
+    const pushed = await pushImageIndex([`${registry.host}/team/app:1`, `${registry.host}/team/app:latest`], [amd64, { ...arm64, mediaType: '', size: 0 }], credentials);
+    const { digest } = pushed;
+    assert.equal(pushed.mediaType, OCI_INDEX);
 
     for (const tag of ['1', 'latest']) {
       // Read back with the harness's own HTTP, not the client under test.
@@ -82,6 +84,7 @@ describe('registry with htpasswd Basic auth', () => {
       assert.equal(res.headers['content-type'], OCI_INDEX);
       assert.equal(res.headers['docker-content-digest'], digest);
       assert.equal(sha256Digest(res.body), digest);
+      assert.equal(res.body.length, pushed.size);
       const index = JSON.parse(res.body.toString()) as { schemaVersion: number; mediaType: string; manifests: { mediaType: string; digest: string; size: number; platform: Record<string, string> }[] };
       assert.equal(index.schemaVersion, 2);
       assert.equal(index.mediaType, OCI_INDEX);
@@ -173,4 +176,68 @@ test('an anonymous registry needs no credentials', async () => {
   } finally {
     await registry.stop();
   }
+});
+
+describe('registry with token auth (Bearer challenges, a token server)', () => {
+  let registry: Registry;
+  before(async () => {
+    registry = await startRegistry({ tokenAuth: true });
+  });
+  after(async () => {
+    await registry?.stop();
+  });
+
+  async function configWith(entry: Record<string, string>): Promise<RegistryCredentials> {
+    const dir = await mkdtemp(path.join(scratch, 'docker-token-'));
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify({ auths: { [registry.host]: entry } }));
+    return loadRegistryCredentials({ DOCKER_CONFIG: dir });
+  }
+
+  test('with a password, a token is fetched from the realm for the repository scope and the index is written', async () => {
+    const user = registry.credentials!;
+    const credentials = await configWith({ auth: Buffer.from(`${user.username}:${user.password}`).toString('base64') });
+    const image = await registry.pushImage('team/tokened', 'amd64-only', { files: { 'hello.txt': 'hi\n' }, platform: 'linux/amd64' });
+    const before = registry.tokenServer!.requests.length;
+    const { digest } = await pushImageIndex([`${registry.host}/team/tokened:1`], [{ platform: 'linux/amd64', digest: image.digest, mediaType: '', size: 0 }], credentials);
+    const asked = registry.tokenServer!.requests.slice(before);
+    assert.ok(asked.length >= 1, 'the token server was asked');
+    for (const r of asked) {
+      assert.equal(r.status, 200);
+      assert.equal(r.via, 'basic');
+      assert.equal(r.user, user.username);
+      assert.equal(r.service, registry.tokenServer!.service);
+    }
+    assert.ok(asked.some((r) => r.scopes.includes('repository:team/tokened:pull,push')), `a push scope was asked: ${JSON.stringify(asked.map((r) => r.scopes))}`);
+    const res = await registry.request('/v2/team/tokened/manifests/1', { headers: { accept: OCI_INDEX } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['docker-content-digest'], digest);
+    const index = JSON.parse(res.body.toString()) as { manifests: { digest: string; size: number; platform: unknown }[] };
+    assert.deepEqual(index.manifests.map((m) => [m.digest, m.size, m.platform]), [[image.digest, image.size, { architecture: 'amd64', os: 'linux' }]]);
+  });
+
+  test('an identity token from config.json is exchanged with the OAuth refresh grant', async () => {
+    const credentials = await configWith({ identitytoken: registry.credentials!.identityToken! });
+    const image = await registry.pushImage('team/oauth', 'base', { files: { 'a.txt': 'a\n' }, platform: 'linux/arm64' });
+    const before = registry.tokenServer!.requests.length;
+    await pushImageIndex([`${registry.host}/team/oauth:1`], [{ platform: 'linux/arm64', digest: image.digest, mediaType: OCI_MANIFEST, size: image.size }], credentials);
+    const asked = registry.tokenServer!.requests.slice(before);
+    assert.ok(asked.length >= 1);
+    for (const r of asked) assert.deepEqual([r.method, r.via, r.user, r.status], ['POST', 'refresh_token', registry.credentials!.username, 200]);
+    assert.equal((await registry.request('/v2/team/oauth/manifests/1', { headers: { accept: OCI_INDEX } })).status, 200);
+  });
+
+  test('a wrong password is refused by the token server, and the error says so', async () => {
+    const credentials = await configWith({ auth: Buffer.from(`${registry.credentials!.username}:wrong-password`).toString('base64') });
+    const err = await refusal(pushImageIndex([`${registry.host}/team/tokened:2`], [{ platform: 'linux/amd64', digest: `sha256:${'c'.repeat(64)}`, mediaType: '', size: 0 }], credentials));
+    assert.equal(err.code, 'REGISTRY_FAILED');
+    assert.match(err.message, /the token server http:\/\/127\.0\.0\.1:\d+\/token \(realm of 127\.0\.0\.1:\d+\) answered 401 \(UNAUTHORIZED: wrong user name or password\) to the credentials for/);
+    assert.doesNotMatch(err.message, /wrong-password/);
+  });
+
+  test('anonymous: the token grants nothing, and the registry\'s 401 says to log in', async () => {
+    const none = loadRegistryCredentials({ DOCKER_CONFIG: path.join(scratch, 'none-here') });
+    const err = await refusal(pushImageIndex([`${registry.host}/team/tokened:3`], [{ platform: 'linux/amd64', digest: `sha256:${'d'.repeat(64)}`, mediaType: '', size: 0 }], none));
+    assert.match(err.message, /401 Unauthorized and there are no credentials for .*log in with docker login/);
+    assert.equal(registry.tokenServer!.requests.at(-1)?.via, 'anonymous');
+  });
 });

@@ -31,9 +31,9 @@ interface Repository {
 /**
  * Builds the index, checks that every platform's manifest is in each target repository (the
  * registry's own media type and size win where the builder gave none), PUTs it under each tag
- * and returns its digest.
+ * and returns its descriptor (the metadata file's containerimage.descriptor).
  */
-export async function pushImageIndex(names: string[], manifests: PlatformManifest[], credentials: RegistryCredentials): Promise<{ digest: string }> {
+export async function pushImageIndex(names: string[], manifests: PlatformManifest[], credentials: RegistryCredentials): Promise<{ digest: string; mediaType: string; size: number }> {
   if (names.length === 0) throw new CliError('CONFIG_INVALID', 'pushing an image index needs at least one name to push to');
   if (manifests.length === 0) throw new CliError('CONFIG_INVALID', `pushing an image index to ${names.join(', ')} needs at least one platform's manifest`);
   const repositories = groupByRepository(names.map((n) => parseImageReference(n)));
@@ -57,15 +57,12 @@ export async function pushImageIndex(names: string[], manifests: PlatformManifes
       }
       body = bytes;
     }
-    let digest: string | undefined;
+    let stored: Descriptor | undefined;
     for (const repo of repositories) {
       const client = clientFor(repo.registry);
-      for (const tag of repo.tags) {
-        const stored = await client.putManifest(repo.repository, tag, OCI_INDEX, body!);
-        digest ??= stored.digest;
-      }
+      for (const tag of repo.tags) stored = await client.putManifest(repo.repository, tag, OCI_INDEX, body!);
     }
-    return { digest: digest! };
+    return { digest: stored!.digest, mediaType: stored!.mediaType, size: stored!.size };
   } finally {
     for (const client of clients.values()) client.close();
   }
