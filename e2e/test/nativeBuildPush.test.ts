@@ -19,12 +19,14 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build pulls a p
   let dockerd: Dockerd;
   let stack: SlipwayStack;
   let registry: Registry;
+  let tokenRegistry: Registry;
   let scratch: TempDir;
   let baseEnv: NodeJS.ProcessEnv;
 
   before(async () => {
     scratch = await tempDir(`native-pull-${flavor}`);
     registry = await startRegistry({ auth: true });
+    tokenRegistry = await startRegistry({ tokenAuth: true });
     // No RUN step below, so the daemon needs no bridge: it leaves docker0 to other tests' dockerds.
     dockerd = await startDockerd({ flavor, bridge: 'none' });
     stack = await startStack();
@@ -37,11 +39,13 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build pulls a p
       SLIPWAY_CA_CERT: stack.caPath,
     };
     await registry.pushImage('private/base', '1', { files: { 'bin/busybox': { from: BUSYBOX_PATH }, 'etc/base-marker': `private base for ${flavor}\n` } });
+    await tokenRegistry.pushImage('private/tokened', '1', { files: { 'etc/token-marker': `behind a token server (${flavor})\n` } });
   });
   after(async () => {
     await stack?.close();
     await dockerd?.stop();
     await registry?.stop();
+    await tokenRegistry?.stop();
     await scratch?.remove();
   });
 
@@ -67,6 +71,30 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build pulls a p
     assert.equal(await fs.readFile(path.join(dest, 'marker.txt'), 'utf8'), 'from the context\n');
     assert.ok((await fs.stat(path.join(dest, 'bin/busybox'))).mode & 0o100);
   });
+
+  for (const kind of ['password', 'identity token'] as const) {
+    test(`a registry with token auth: the builder gets a token from its realm with the user's ${kind} from config.json`, async () => {
+      const user = tokenRegistry.credentials!;
+      const entry = kind === 'password' ? { auth: Buffer.from(`${user.username}:${user.password}`).toString('base64') } : { identitytoken: user.identityToken! };
+      const configDir = path.join(scratch.path, `docker-token-${kind.replace(' ', '-')}`);
+      await fs.mkdir(configDir, { recursive: true });
+      await fs.writeFile(path.join(configDir, 'config.json'), JSON.stringify({ auths: { [tokenRegistry.host]: entry } }));
+      const context = await makeBusyboxContext(path.join(scratch.path, `ctx-token-${kind.replace(' ', '-')}`), {
+        dockerfile: [`FROM ${tokenRegistry.host}/private/tokened:1`, 'COPY kind.txt /kind.txt', ''].join('\n'),
+        files: { 'kind.txt': `${kind}\n` },
+      });
+      const before = tokenRegistry.tokenServer!.requests.length;
+      const dest = path.join(scratch.path, `out-token-${kind.replace(' ', '-')}`);
+      const result = await build(['--output', `type=local,dest=${dest}`, context.dir], { ...baseEnv, DOCKER_CONFIG: configDir });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await fs.readFile(path.join(dest, 'etc/token-marker'), 'utf8'), `behind a token server (${flavor})\n`);
+      const asked = tokenRegistry.tokenServer!.requests.slice(before);
+      const granted = asked.filter((r) => r.status === 200 && r.user === user.username);
+      assert.ok(granted.length >= 1, `the builder got a token as ${user.username}: ${JSON.stringify(asked)}`);
+      assert.ok(granted.every((r) => r.via === (kind === 'password' ? 'basic' : 'refresh_token')), JSON.stringify(granted));
+      assert.ok(granted.some((r) => r.scopes.includes('repository:private/tokened:pull')), JSON.stringify(granted));
+    });
+  }
 
   test('a credential helper named by credHelpers answers for the registry', async () => {
     const bin = path.join(scratch.path, 'helper-bin');
