@@ -89,6 +89,12 @@ test('--cache-from/--cache-to become the Solve request\'s cache imports and expo
         { Type: 'inline', Attrs: {} },
       ],
     });
+    // The dockerfile frontend loads imported cache, so it gets the imports as buildx's client passes them.
+    assert.deepEqual(JSON.parse(frontendAttrsOf(options, 'linux/amd64')['cache-imports']!), [
+      { Type: 'registry', Attrs: { ref: '127.0.0.1:5000/app:cache' } },
+      { Type: 'registry', Attrs: { ref: 'r/b:c' } },
+    ]);
+    assert.equal(frontendAttrsOf(parse([dir]).options, 'linux/amd64')['cache-imports'], undefined);
     // buildx: the BUILDKIT_INLINE_CACHE build arg asks for inline cache too.
     assert.deepEqual(parse(['--build-arg', 'BUILDKIT_INLINE_CACHE=1', dir]).options.cache.exports, [{ type: 'inline', attrs: {} }]);
     assert.deepEqual(parse([dir]).options.cache, { imports: [], exports: [] });

@@ -1,5 +1,8 @@
+import type { Platform } from '@slipway/proto';
 import type { CommandLine } from '../commandLine.js';
+import { CliError } from '../cliError.js';
 import { fields } from './csvFields.js';
+import type { GrpcStatusError } from './grpcStatusError.js';
 
 // --cache-from / --cache-to as buildx reads them, for the Solve request's CacheOptions: where
 // the builder imports cache from and where it exports the build's cache to. Only what needs no
@@ -72,4 +75,30 @@ export function cacheOptionsOf(line: CommandLine, buildArgs: Record<string, stri
 export function solveCacheOf(cache: CacheOptions): { Exports: { Type: string; Attrs: Record<string, string> }[]; Imports: { Type: string; Attrs: Record<string, string> }[] } {
   const wire = (e: CacheEntry) => ({ Type: e.type, Attrs: e.attrs });
   return { Exports: cache.exports.map(wire), Imports: cache.imports.map(wire) };
+}
+
+/**
+ * The imports again as the dockerfile frontend's `cache-imports` attribute (JSON of BuildKit's
+ * CacheOptionsEntry): the frontend, not the solver, loads imported cache, and it only sees them
+ * there (buildx's client sets it the same way).
+ */
+export function cacheImportsAttr(cache: CacheOptions): string | undefined {
+  return cache.imports.length === 0 ? undefined : JSON.stringify(cache.imports.map((e) => ({ Type: e.type, Attrs: e.attrs })));
+}
+
+/**
+ * A builder without the cache backend asked for refuses the Solve before building anything
+ * ("unknown cache exporter"); said here in the user's terms. Docker Engine's BuildKit with the
+ * classic image store (20.10, or later without the containerd store) exports inline cache only.
+ */
+export function cacheRefusalOf(err: GrpcStatusError, platform: Platform): CliError | undefined {
+  const m = /unknown cache (exporter|importer): "?([\w-]+)"?/.exec(err.details);
+  if (!m) return undefined;
+  const flag = m[1] === 'exporter' ? '--cache-to' : '--cache-from';
+  return new CliError(
+    'CONFIG_INVALID',
+    `the ${platform} builder cannot do ${flag} type=${m[2]}: its BuildKit has no "${m[2]}" cache ${m[1]} (${err.details}). ` +
+      `Docker Engine's BuildKit with the classic image store exports inline cache only: use --cache-to type=inline there, or a builder with the containerd image store or buildkitd.`,
+    { cause: err },
+  );
 }

@@ -20,7 +20,7 @@ import { progressDisplay } from './progressDisplay.js';
 import { SessionServer } from './sessionServer.js';
 import { serveRegistryAuth } from './registryAuthService.js';
 import { serveSshForward } from './sshForward.js';
-import { solveCacheOf } from './cacheOptions.js';
+import { cacheRefusalOf, solveCacheOf } from './cacheOptions.js';
 
 // One `slipway build`: a solve per platform, in parallel, each on its own tunnel stream to a
 // builder of that platform, each with its own session serving the context and receiving the output.
@@ -140,7 +140,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     if (err instanceof GrpcStatusError && err.connectionLost) {
       throw new CliError('TUNNEL_FAILED', `the tunnel to the ${platform} builder was lost during the build${tunnelEnded ? '' : ''}: ${err.details}`, { cause: err });
     }
-    if (err instanceof GrpcStatusError) throw new BuildFailure(platform, err.details, printer.failedStep(), sessionError);
+    if (err instanceof GrpcStatusError) throw cacheRefusalOf(err, platform) ?? new BuildFailure(platform, err.details, printer.failedStep(), sessionError);
     throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);

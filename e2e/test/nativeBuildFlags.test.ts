@@ -1,0 +1,205 @@
+// `slipway build`'s progress, --pull, --ssh and cache flags through the real gateway and an agent
+// in dockerd mode: dockerd 26's modern BuildKit (containerd image store) and dockerd 20.10's.
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startDockerd, startStack, startRegistry, makeBusyboxContext, runCommand, tempDir, SLIPWAY_BIN, type Dockerd, type Registry, type SlipwayStack, type TempDir } from '@slipway/e2e';
+
+const KEY_COMMENT = 'slipway-e2e-forwarded-key';
+const SOCAT = '/usr/bin/socat';
+
+/** socat and the shared libraries it loads, laid out under `root` as they are on this machine: a RUN step's unix-socket client (busybox has none). */
+async function socatRoot(root: string): Promise<void> {
+  const ldd = await runCommand('ldd', [SOCAT]);
+  const files = [SOCAT, ...[...ldd.stdout.matchAll(/(\/\S+) \(0x/g)].map((m) => m[1]!)];
+  for (const file of files) {
+    await fs.mkdir(path.join(root, path.dirname(file)), { recursive: true });
+    await fs.copyFile(file, path.join(root, file));
+    await fs.chmod(path.join(root, file), 0o755);
+  }
+}
+
+/** A real ssh-agent holding a freshly generated key. */
+async function startSshAgent(dir: string): Promise<{ socket: string; process: ChildProcess }> {
+  const socket = path.join(dir, 'agent.sock');
+  const agent = spawn('/usr/bin/ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+  for (let i = 0; i < 400 && !existsSync(socket); i++) await sleep(25);
+  await runCommand('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', KEY_COMMENT, '-f', path.join(dir, 'id_ed25519')]);
+  await runCommand('/usr/bin/ssh-add', [path.join(dir, 'id_ed25519')], { env: { ...process.env, SSH_AUTH_SOCK: socket } });
+  return { socket, process: agent };
+}
+
+/** POST /build/prune?all=1: the builder forgets its whole build cache. */
+function pruneBuildCache(dockerd: Dockerd): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: dockerd.socketPath, path: '/build/prune?all=1', method: 'POST' }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`build prune answered ${res.statusCode}: ${body}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** Puts a one-layer image (busybox and base.txt) into the registry by hand, through the distribution API. */
+async function pushBaseImage(registry: Registry, scratch: string, repo: string, tag: string, marker: string): Promise<void> {
+  const dir = path.join(scratch, `base-${marker}`);
+  await fs.mkdir(path.join(dir, 'bin'), { recursive: true });
+  await fs.copyFile('/bin/busybox', path.join(dir, 'bin/busybox'));
+  await fs.writeFile(path.join(dir, 'base.txt'), `${marker}\n`);
+  await runCommand('tar', ['-C', dir, '-cf', `${dir}.tar`, 'bin', 'base.txt']);
+  const layerTar = await fs.readFile(`${dir}.tar`);
+  await runCommand('gzip', ['-kn', `${dir}.tar`]);
+  const layer = await fs.readFile(`${dir}.tar.gz`);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [sha256(layerTar)] } }));
+  for (const blob of [layer, config]) {
+    const start = await registry.request(`/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    assert.equal(start.status, 202, start.body.toString());
+    const location = new URL(String(start.headers['location']), registry.url);
+    location.searchParams.set('digest', sha256(blob));
+    const put = await registry.request(`${location.pathname}${location.search}`, { method: 'PUT', body: blob, headers: { 'content-type': 'application/octet-stream' } });
+    assert.equal(put.status, 201, put.body.toString());
+  }
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layer), size: layer.length }],
+  };
+  const put = await registry.request(`/v2/${repo}/manifests/${tag}`, { method: 'PUT', body: JSON.stringify(manifest), headers: { 'content-type': manifest.mediaType } });
+  assert.equal(put.status, 201, put.body.toString());
+}
+
+for (const flavor of ['26', '20.10'] as const) describe(`slipway build flags against dockerd ${flavor}`, () => {
+  let dockerd: Dockerd;
+  let stack: SlipwayStack;
+  let scratch: TempDir;
+  let registry: Registry;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    scratch = await tempDir('native-build-flags');
+    dockerd = await startDockerd({ flavor });
+    stack = await startStack();
+    registry = await startRegistry();
+    await stack.startAgent({ agentId: `flags-${flavor.replace('.', '')}`, platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
+    env = {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      HOME: scratch.path,
+      SLIPWAY_GATEWAY: stack.gatewayUrl,
+      SLIPWAY_TOKEN: await stack.clientToken('demo'),
+      SLIPWAY_CA_CERT: stack.caPath,
+    };
+  });
+  after(async () => {
+    await stack?.close();
+    await registry?.stop();
+    await dockerd?.stop();
+    await scratch?.remove();
+  });
+
+  const slipwayBuild = (args: string[], extraEnv: Record<string, string> = {}) =>
+    runCommand(process.execPath, [SLIPWAY_BIN, 'build', '--platform', 'linux/amd64', ...args], { env: { ...env, ...extraEnv }, allowFailure: true, timeoutMs: 180_000 });
+  const context = (name: string, dockerfile: string[], files: Record<string, string> = {}) =>
+    makeBusyboxContext(path.join(scratch.path, `${name}-${Math.random().toString(36).slice(2)}`), { dockerfile: [...dockerfile, ''].join('\n'), files });
+
+  test('--progress=rawjson: one JSON object per line, buildx\'s fields, the steps as vertexes; quiet writes nothing', async () => {
+    const ctx = await context('rawjson', ['FROM scratch', 'COPY busybox /bin/busybox', 'RUN ["/bin/busybox","sh","-c","echo rawjson-log-line"]']);
+    const result = await slipwayBuild(['--progress=rawjson', ctx.dir]);
+    assert.equal(result.code, 0, result.stderr);
+    const lines = result.stderr.split('\n').filter((l) => l.startsWith('{'));
+    assert.ok(lines.length > 3, result.stderr);
+    const messages = lines.map((l) => JSON.parse(l) as { vertexes?: { digest: string; name: string; started?: string; completed?: string }[]; logs?: { vertex: string; data: string }[] });
+    const vertexes = messages.flatMap((m) => m.vertexes ?? []);
+    const run = vertexes.find((v) => v.name.includes('RUN') && v.completed !== undefined);
+    assert.ok(run, 'the RUN step is a vertex with its completion time');
+    assert.match(run.digest, /^sha256:[0-9a-f]{64}$/);
+    assert.ok(!Number.isNaN(Date.parse(run.completed!)), run.completed);
+    const logged = messages.flatMap((m) => m.logs ?? []).filter((l) => l.vertex === run.digest).map((l) => Buffer.from(l.data, 'base64').toString()).join('');
+    assert.match(logged, /rawjson-log-line/, 'logs carry the step\'s output in base64, tied to its vertex');
+    const quiet = await slipwayBuild(['--progress=quiet', ctx.dir]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stderr, '', 'quiet: nothing but errors');
+  });
+
+  test('--ssh default: a RUN --mount=type=ssh step talks to the forwarded ssh-agent, which lists the user\'s key', async () => {
+    const agent = await startSshAgent(await fs.mkdtemp(path.join(scratch.path, 'ssh-')));
+    try {
+      const ctx = await context('ssh', [
+        'FROM scratch',
+        'COPY busybox /bin/busybox',
+        'COPY root/ /',
+        // SSH2_AGENTC_REQUEST_IDENTITIES (length 1, type 11); the answer lists the agent's keys with their comments.
+        'RUN --mount=type=ssh ["/bin/busybox","sh","-c","printf \'\\\\000\\\\000\\\\000\\\\001\\\\013\' | /usr/bin/socat -t 5 - UNIX-CONNECT:$SSH_AUTH_SOCK > /agent-answer.bin"]',
+        'FROM scratch',
+        'COPY --from=0 /agent-answer.bin /',
+      ]);
+      await socatRoot(path.join(ctx.dir, 'root'));
+      const dest = path.join(scratch.path, `ssh-out-${flavor}`);
+      const result = await slipwayBuild(['--ssh', 'default', '--output', `type=local,dest=${dest}`, '--progress=plain', ctx.dir], { SSH_AUTH_SOCK: agent.socket });
+      assert.equal(result.code, 0, result.stderr);
+      const answer = await fs.readFile(path.join(dest, 'agent-answer.bin'));
+      assert.equal(answer[4], 12, `SSH_AGENT_IDENTITIES_ANSWER; got ${answer.toString('hex').slice(0, 40)}`);
+      assert.equal(answer.readUInt32BE(5), 1, 'one key');
+      assert.ok(answer.includes(Buffer.from(KEY_COMMENT)), 'the key\'s comment came through the forwarded socket');
+      // Without --ssh, a required ssh mount fails, naming what is missing.
+      const without = await slipwayBuild(['--no-cache', ctx.dir]);
+      assert.notEqual(without.code, 0);
+      assert.match(without.stderr, /ssh/i);
+    } finally {
+      agent.process.kill();
+    }
+  });
+
+  test('--pull: the base image is resolved and pulled from the registry', async () => {
+    await pushBaseImage(registry, scratch.path, 'base', '1', `pulled-base-${flavor}`);
+    const ctx = await context('pull', [`FROM ${registry.host}/base:1`, 'RUN ["/bin/busybox","sh","-c","cp /base.txt /seen.txt"]', 'FROM scratch', 'COPY --from=0 /seen.txt /']);
+    const dest = path.join(scratch.path, `pull-out-${flavor}`);
+    const result = await slipwayBuild(['--pull', '--output', `type=local,dest=${dest}`, '--progress=plain', ctx.dir]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await fs.readFile(path.join(dest, 'seen.txt'), 'utf8'), `pulled-base-${flavor}\n`);
+    assert.match(result.stderr, new RegExp(`load metadata for ${registry.host.replaceAll('.', '\\.')}/base:1`), 'the base image was resolved at the registry');
+  });
+
+  if (flavor === '26') {
+    test('--cache-to type=registry, then --cache-from on a builder whose cache was pruned: the steps come from the registry, CACHED', async () => {
+      const ctx = await context('cache', ['FROM scratch', 'COPY busybox /bin/busybox', 'RUN ["/bin/busybox","sh","-c","/bin/busybox head -c 16 /dev/urandom | /bin/busybox od -x > /random.txt"]']);
+      const ref = `${registry.host}/cache:1`;
+      const first = await slipwayBuild(['--cache-to', `type=registry,ref=${ref},mode=max`, '--output', `type=local,dest=${path.join(scratch.path, 'cache-1')}`, '--progress=plain', ctx.dir]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal((await registry.request('/v2/cache/manifests/1', { headers: { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json' } })).status, 200, 'the cache is in the registry');
+      await pruneBuildCache(dockerd);
+      const second = await slipwayBuild(['--cache-from', `type=registry,ref=${ref}`, '--output', `type=local,dest=${path.join(scratch.path, 'cache-2')}`, '--progress=plain', ctx.dir]);
+      assert.equal(second.code, 0, second.stderr);
+      const run = /^#(\d+) \[\d\/\d\] RUN .*$/m.exec(second.stderr);
+      assert.ok(run, second.stderr);
+      assert.match(second.stderr, new RegExp(`^#${run[1]} CACHED$`, 'm'), `the RUN step came from the registry's cache:\n${second.stderr}`);
+      const random = (n: number) => fs.readFile(path.join(scratch.path, `cache-${n}`, 'random.txt'), 'utf8');
+      assert.equal(await random(2), await random(1), 'the cached result is the first build\'s');
+      // Control: after another prune and without --cache-from, the step runs again.
+      await pruneBuildCache(dockerd);
+      const third = await slipwayBuild(['--output', `type=local,dest=${path.join(scratch.path, 'cache-3')}`, '--progress=plain', ctx.dir]);
+      assert.equal(third.code, 0, third.stderr);
+      assert.notEqual(await random(3), await random(1));
+    });
+  } else {
+    test('a registry cache export is refused on dockerd 20.10\'s builder, naming the cache type', async () => {
+      const ctx = await context('cache-old', ['FROM scratch', 'COPY busybox /bin/busybox']);
+      const result = await slipwayBuild(['--cache-to', `type=registry,ref=${registry.host}/cache:old`, ctx.dir]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, /the linux\/amd64 builder cannot do --cache-to type=registry: its BuildKit has no "registry" cache exporter/);
+      assert.doesNotMatch(result.stderr, /\[1\/1\] COPY/, 'refused before any step ran');
+      const inline = await slipwayBuild(['--cache-to', 'type=inline', ctx.dir]);
+      assert.equal(inline.code, 0, `inline cache is what this builder can export:\n${inline.stderr}`);
+    });
+  }
+});
