@@ -9,6 +9,9 @@ import { BuildCancelled, runNativeBuild } from './nativeBuild.js';
 import { BuildFailure } from './buildFailure.js';
 import type { TunnelClient } from '../tunnelClient.js';
 import type { BuildConsole } from './buildConsole.js';
+import { writeBuildRecords } from './buildMetadata.js';
+import { loadedPlatformOf, resultReport } from './buildReport.js';
+import { pushIndexIfSeveral } from './multiPlatformPush.js';
 
 // `slipway build`: buildx's build, spoken to BuildKit by the CLI itself through the gateway.
 // Its connection flags mean what they mean for `slipway dial-stdio`, whose configuration they
@@ -22,13 +25,13 @@ function buildFlags(): Record<string, FlagSpec> {
   return {
     '--file': flag('value', "the Dockerfile (default CONTEXT/Dockerfile)", 'PATH'),
     '-f': flag('value', 'same as --file', 'PATH'),
-    '--tag': flag('list', 'name:tag of the image (recorded; images are not pushed or loaded yet)', 'NAME'),
+    '--tag': flag('list', 'name:tag of the image: what --push pushes and --load loads', 'NAME'),
     '-t': flag('list', 'same as --tag', 'NAME'),
     '--build-arg': flag('list', 'KEY=VALUE build argument (KEY alone: from the environment)', 'KEY=VALUE'),
     '--label': flag('list', 'KEY=VALUE image label', 'KEY=VALUE'),
     '--target': flag('value', 'the stage to build', 'STAGE'),
     '--platform': flag('list', 'linux/amd64 and/or linux/arm64, comma-separated (default this machine\'s): one solve per platform, in parallel', 'P'),
-    '--output': flag('list', 'type=local,dest=DIR or type=tar,dest=FILE (DIR alone: local); with several platforms, DIR/<os>_<arch>/', 'SPEC'),
+    '--output': flag('list', 'type=local,dest=DIR | type=tar,dest=FILE | type=image[,name=REF][,push=true] | type=registry | type=docker[,dest=FILE] | type=oci,dest=FILE (DIR alone: local; type=docker without dest: --load); with several platforms local goes to DIR/<os>_<arch>/, tar and oci to <os>_<arch>-FILE', 'SPEC'),
     '-o': flag('list', 'same as --output', 'SPEC'),
     '--progress': flag('value', 'auto (tty on a terminal, else plain), tty, plain, quiet (errors only; the image ID on stdout) or rawjson; default $BUILDKIT_PROGRESS, else auto', 'MODE'),
     '--no-cache': flag('switch', 'do not use the builder\'s cache'),
@@ -37,10 +40,10 @@ function buildFlags(): Record<string, FlagSpec> {
     '--ssh': flag('list', 'default or ID=SOCKET|KEY for RUN --mount=type=ssh', 'SPEC'),
     '--cache-from': flag('list', 'type=registry,ref=REF: import the build cache from there', 'SPEC'),
     '--cache-to': flag('list', 'type=registry,ref=REF[,mode=max] or type=inline: export the build cache', 'SPEC'),
-    '--push': flag('switch', 'same as --output type=image,push=true'),
-    '--load': flag('switch', 'same as --output type=docker: load the image into the local Docker'),
-    '--metadata-file': flag('value', 'write the build\'s result metadata (JSON) to this file', 'FILE'),
-    '--iidfile': flag('value', 'write the image ID to this file', 'FILE'),
+    '--push': flag('switch', 'same as --output type=image,push=true, named by the -t tags; with several platforms each is pushed by digest, then one image index'),
+    '--load': flag('switch', 'same as --output type=docker: load the image into the local Docker (DOCKER_HOST, else /var/run/docker.sock); with several platforms, this machine\'s only'),
+    '--metadata-file': flag('value', 'write the result\'s metadata as buildx does (JSON: containerimage.digest, containerimage.descriptor, image.name; per platform when several)', 'FILE'),
+    '--iidfile': flag('value', 'write the image ID (its config digest; the index digest for a multi-platform push) to this file', 'FILE'),
     ...base,
   };
 }
@@ -98,6 +101,8 @@ export async function runBuild(command: BuildCommand, client: TunnelClient, cons
   const write = (text: string): void => console.stderr(text);
   try {
     const results = await runNativeBuild(command.options, client, console, signal);
+    const index = await pushIndexIfSeveral(command.options.output, results, command.options.registryCredentials);
+    await writeBuildRecords(command.options.output, results, index, loadedPlatformOf(command.options.output));
     if (command.options.progress === 'quiet') {
       // buildx: the image ID alone on stdout, for scripts.
       for (const r of results) {
@@ -105,10 +110,7 @@ export async function runBuild(command: BuildCommand, client: TunnelClient, cons
         if (id) console.stdout(`${id}\n`);
       }
     } else {
-      for (const r of results) {
-        const digest = r.exporterResponse['containerimage.digest'];
-        write(`${command.options.platforms.length > 1 ? `[${r.platform}] ` : ''}built${digest ? ` ${digest}` : ''}${command.options.output.type !== 'none' ? ` → ${command.options.output.dest}` : ''}\n`);
-      }
+      write(resultReport(command.options.output, results, index));
     }
     return 0;
   } catch (err) {

@@ -108,7 +108,7 @@ export function buildOptionsOf(line: CommandLine, env: Env, cwd: string, nativeP
   }
   if (platforms.length === 0) platforms.push(nativePlatform);
 
-  const output = outputOf(line, problems);
+  const output = outputOf(line, platforms, nativePlatform, env, problems);
 
   // buildx's default comes from BUILDKIT_PROGRESS, else auto.
   const progressFlag = line.values.get('--progress');

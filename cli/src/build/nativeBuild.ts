@@ -14,6 +14,9 @@ import { ContextSource } from './contextSource.js';
 import { GrpcClientCall } from './grpcClientCall.js';
 import { GRPC_NOT_FOUND, GrpcStatusError } from './grpcStatusError.js';
 import { exporterFor } from './outputExporter.js';
+import { checkBuilderCan, probeBuilder } from './builderCapabilities.js';
+import { PreflightBarrier } from './preflightBarrier.js';
+import { dockerEndpointOf, pingDocker } from './dockerLoad.js';
 import type { SolveProgress, StatusMessage } from './buildStatus.js';
 import type { BuildConsole } from './buildConsole.js';
 import { progressDisplay } from './progressDisplay.js';
@@ -34,6 +37,8 @@ interface SolveResponse {
 export interface BuildResult {
   platform: Platform;
   exporterResponse: Record<string, string>;
+  /** Where this platform's output went (a path, pushed names, the Docker loaded); undefined when nowhere. */
+  delivered: string | undefined;
 }
 
 /** The user cancelled the build (Ctrl-C): the solves were cancelled on their builders. */
@@ -43,9 +48,19 @@ export class BuildCancelled extends Error {
 
 export async function runNativeBuild(options: BuildOptions, client: TunnelClient, console: BuildConsole, signal?: AbortSignal): Promise<BuildResult[]> {
   const several = options.platforms.length > 1;
+  if (options.output.type === 'docker' && 'load' in options.output) {
+    // Before any builder works: a build whose image has nowhere to go is not started.
+    const endpoint = dockerEndpointOf(options.output.load.dockerHost);
+    if (typeof endpoint === 'string') throw new CliError('CONFIG_INVALID', endpoint);
+    await pingDocker(endpoint).catch((err: Error) => {
+      throw new CliError('CONFIG_INVALID', err.message, { cause: err });
+    });
+  }
+  // No solve starts until every platform's builder has said it can make the output asked for.
+  const preflight = new PreflightBarrier(options.platforms.length);
   const display = progressDisplay(options.progress, console, (text) => console.stderr(text));
   const solves = options.platforms.map((platform) =>
-    solveOne(options, client, platform, several ? `${platform.replace('/', '_')}/` : '', display.solve(several ? `[${platform}] ` : ''), signal),
+    solveOne(options, client, platform, several ? `${platform.replace('/', '_')}/` : '', display.solve(several ? `[${platform}] ` : ''), signal, preflight),
   );
   const settled = await Promise.allSettled(solves);
   display.finish();
@@ -54,9 +69,16 @@ export async function runNativeBuild(options: BuildOptions, client: TunnelClient
   return settled.map((s) => (s as PromiseFulfilledResult<BuildResult>).value);
 }
 
-async function solveOne(options: BuildOptions, client: TunnelClient, platform: Platform, outputSub: string, printer: SolveProgress, signal: AbortSignal | undefined): Promise<BuildResult> {
-  if (signal?.aborted) throw new BuildCancelled('the build was cancelled');
-  const tunnel = await client.open(platform);
+async function solveOne(options: BuildOptions, client: TunnelClient, platform: Platform, outputSub: string, printer: SolveProgress, signal: AbortSignal | undefined, preflight: PreflightBarrier): Promise<BuildResult> {
+  if (signal?.aborted) {
+    const cancelled = new BuildCancelled('the build was cancelled');
+    preflight.fail(cancelled);
+    throw cancelled;
+  }
+  const tunnel = await client.open(platform).catch((err: unknown) => {
+    preflight.fail(err);
+    throw err;
+  });
   let tunnelError: CliError | undefined;
   let tunnelEnded = false;
   tunnel.once('remote-end', (error) => {
@@ -96,7 +118,21 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     });
   }
   serveSshForward(server, options.ssh);
-  const exporter = exporterFor(options.output, outputSub, server);
+  let exporter;
+  try {
+    const capabilities = await probeBuilder(connection);
+    checkBuilderCan(options.output, capabilities, platform);
+    exporter = exporterFor(options.output, { platform, outputSub, capabilities }, server);
+    preflight.pass();
+    await preflight.all;
+  } catch (err) {
+    preflight.fail(err);
+    connection.destroy();
+    bytes.destroy();
+    tunnel.cancel();
+    client.streamEnded();
+    throw preflight.firstFailure(err);
+  }
 
   const session = new ClientSession(server, `slipway build ${path.basename(options.contextDir)}`);
   const sessionDone = session.start(connection);
@@ -132,7 +168,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     });
     // The last status messages may still be on their way: the Status stream ends after the solve.
     await statusDone.catch(() => {});
-    return { platform, exporterResponse: answer.ExporterResponse };
+    return { platform, exporterResponse: answer.ExporterResponse, delivered: exporter.delivered() };
   } catch (err) {
     await statusDone.catch(() => {});
     if (signal?.aborted) throw new BuildCancelled(`the build for ${platform} was cancelled`, { cause: err });
