@@ -282,8 +282,8 @@ async function build(argv: string[]): Promise<number> {
         stderr: (text) => process.stderr.write(text),
         stdout: (text) => process.stdout.write(text),
         isTty: process.stderr.isTTY === true,
-        columns: () => process.stderr.columns ?? 80,
-        rows: () => process.stderr.rows ?? 24,
+        columns: () => process.stderr.columns || 80,
+        rows: () => process.stderr.rows || 24,
       },
       interrupted.signal,
     );

@@ -204,3 +204,21 @@ test('tty: log text with carriage returns, tabs and escapes cannot break the fra
   assert.deepEqual(frame.filter((l) => l.startsWith(' => => #')), [' => => # 100%', ' => => # red    z']);
   view.finish();
 });
+
+test('tty: several platforms share one view, their steps told apart by prefix and counted together', () => {
+  let out = '';
+  const view = new TtyProgress((t) => (out += t), new FakeTerminal(120), () => recordingStart + 5000);
+  const amd = view.solve('[linux/amd64] ');
+  const arm = view.solve('[linux/arm64] ');
+  for (const m of recorded) {
+    amd.update(m);
+    arm.update(m);
+  }
+  view.finish();
+  const final = framesOf(out)[0]!.join('\n');
+  assert.match(final, /^\[\+\] Building 0\.0s \(12\/12\) FINISHED$/m);
+  assert.match(final, /^ => CACHED \[linux\/amd64\] \[1\/3\] COPY/m);
+  assert.match(final, /^ => CACHED \[linux\/arm64\] \[1\/3\] COPY/m);
+  assert.match(final, /^ => ERROR \[linux\/arm64\] \[3\/3\] RUN/m);
+  assert.equal(arm.failedStep()?.name, amd.failedStep()?.name);
+});

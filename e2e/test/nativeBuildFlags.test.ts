@@ -35,6 +35,29 @@ async function startSshAgent(dir: string): Promise<{ socket: string; process: Ch
   return { socket, process: agent };
 }
 
+// Runs a command with a pseudo-terminal of 100x30 as its stdin, stdout and stderr (set by the
+// child on its own terminal before exec, so the size is there when the program looks), and
+// passes back what the terminal showed.
+const PTY_RUNNER = [
+  'import fcntl, os, pty, struct, sys, termios',
+  'pid, fd = pty.fork()',
+  'if pid == 0:',
+  '    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))',
+  '    os.execvp(sys.argv[1], sys.argv[1:])',
+  'out = bytearray()',
+  'while True:',
+  '    try:',
+  '        chunk = os.read(fd, 65536)',
+  '    except OSError:',
+  '        break',
+  '    if not chunk:',
+  '        break',
+  '    out += chunk',
+  '_, status = os.waitpid(pid, 0)',
+  'sys.stdout.buffer.write(bytes(out))',
+  'sys.exit(os.waitstatus_to_exitcode(status))',
+].join('\n');
+
 /** POST /build/prune?all=1: the builder forgets its whole build cache. */
 function pruneBuildCache(dockerd: Dockerd): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -129,6 +152,24 @@ for (const flavor of ['26', '20.10'] as const) describe(`slipway build flags aga
     const quiet = await slipwayBuild(['--progress=quiet', ctx.dir]);
     assert.equal(quiet.code, 0, quiet.stderr);
     assert.equal(quiet.stderr, '', 'quiet: nothing but errors');
+  });
+
+  test('on a terminal, auto is the live tty view: redrawn in place, CACHED steps, timings, FINISHED', async () => {
+    const ctx = await context('tty', ['FROM scratch', 'COPY busybox /bin/busybox', 'RUN ["/bin/busybox","sh","-c","echo tty-log-line; /bin/busybox sleep 1"]']);
+    const onTerminal = () =>
+      runCommand('python3', ['-c', PTY_RUNNER, process.execPath, SLIPWAY_BIN, 'build', '--platform', 'linux/amd64', ctx.dir], { env, allowFailure: true, timeoutMs: 180_000 });
+    const first = await onTerminal();
+    assert.equal(first.code, 0, first.stdout);
+    const screen = first.stdout;
+    assert.match(screen, /\x1b\[\d+A/, 'the cursor moves back up over the last frame');
+    assert.match(screen, /\[\+\] Building [\d.]+s \(\d+\/\d+\) FINISHED/);
+    assert.match(screen, / => \[2\/2\] RUN \["\/bin\/busybox","sh","-c","echo tty-log-line; \/bin\/busybox sleep 1"\] +[\d.]+s/);
+    assert.doesNotMatch(screen, /^#\d+ /m, 'not the plain format');
+    const frameLines = screen.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').split(/\r?\n/).filter((l) => l.startsWith(' => ') || l.startsWith('[+]'));
+    for (const line of frameLines) assert.ok(line.length <= 100, `a frame line wider than the terminal: ${line}`);
+    const second = await onTerminal();
+    assert.equal(second.code, 0, second.stdout);
+    assert.match(second.stdout, / => CACHED \[2\/2\] RUN .* 0\.0s/);
   });
 
   test('--ssh default: a RUN --mount=type=ssh step talks to the forwarded ssh-agent, which lists the user\'s key', async () => {
