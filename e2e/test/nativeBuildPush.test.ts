@@ -5,7 +5,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startDockerd, startStack, makeBusyboxContext, runCommand, startRegistry, tempDir, BUSYBOX_PATH, SLIPWAY_BIN, type Dockerd, type Registry, type SlipwayStack, type TempDir } from '@slipway/e2e';
+import { startDockerd, startStack, startCountingRelay, makeBusyboxContext, runCommand, startRegistry, tempDir, BUSYBOX_PATH, SLIPWAY_BIN, type CountingRelay, type Dockerd, type Registry, type SlipwayStack, type TempDir } from '@slipway/e2e';
 
 /** A DOCKER_CONFIG folder whose config.json holds `auths` for the registries given. */
 async function dockerConfig(dir: string, auths: Record<string, { username: string; password: string }>): Promise<string> {
@@ -115,5 +115,159 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build pulls a p
     assert.equal(await fs.readFile(path.join(dest, 'etc/base-marker'), 'utf8'), `private base for ${flavor}\n`);
     const calls = (await fs.readFile(log, 'utf8')).split('\n').filter((l) => l !== '');
     assert.ok(calls.length >= 1 && calls.every((c) => c === `get ${registry.host}`), `the helper was asked for ${registry.host}: ${calls.join(' | ')}`);
+  });
+});
+
+interface IndexEntry {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { architecture: string; os: string; variant?: string };
+}
+
+/** The platform a pushed image manifest's config names. */
+async function configPlatform(registry: Registry, repository: string, manifestDigest: string): Promise<string> {
+  const manifest = await registry.request(`/v2/${repository}/manifests/${manifestDigest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' } });
+  assert.equal(manifest.status, 200, `manifest ${manifestDigest}: ${manifest.body.toString()}`);
+  const configDigest = (JSON.parse(manifest.body.toString()) as { config: { digest: string } }).config.digest;
+  const config = JSON.parse((await registry.request(`/v2/${repository}/blobs/${configDigest}`)).body.toString()) as { os: string; architecture: string };
+  return `${config.os}/${config.architecture}`;
+}
+
+async function placements(stack: SlipwayStack): Promise<Record<string, number>> {
+  const text = await fetchText(`${stack.gatewayUrl}/metrics`, await fs.readFile(stack.caPath));
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^slipway_placements_total\{([^}]*)\} (\d+)$/gm)) {
+    const platform = /platform="([^"]+)"/.exec(m[1]!)?.[1];
+    if (platform) out[platform] = (out[platform] ?? 0) + Number(m[2]);
+  }
+  return out;
+}
+
+async function fetchText(url: string, ca: Buffer): Promise<string> {
+  const { default: https } = await import('node:https');
+  return new Promise((resolve, reject) => {
+    https
+      .get(url, { ca }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+        res.on('error', reject);
+      })
+      .on('error', reject);
+  });
+}
+
+describe('slipway build --push to a registry (dockerd 26, containerd image store)', () => {
+  let dockerd: Dockerd;
+  let stack: SlipwayStack;
+  let open: Registry;
+  let locked: Registry;
+  let scratch: TempDir;
+  let env: NodeJS.ProcessEnv;
+  const relays: Partial<Record<'amd64' | 'arm64', CountingRelay>> = {};
+
+  before(async () => {
+    scratch = await tempDir('native-push');
+    open = await startRegistry();
+    locked = await startRegistry({ auth: true });
+    dockerd = await startDockerd({ flavor: '26', bridge: 'none' });
+    stack = await startStack();
+    // Two builders, one per platform, both fronting this amd64 machine's dockerd: a relay in front
+    // of each counts the connections its agent makes, proof of which builder each solve reached.
+    // The Dockerfiles have no RUN step, so the arm64 image needs no emulation.
+    for (const arch of ['amd64', 'arm64'] as const) {
+      const relay = await startCountingRelay(path.join(scratch.path, `relay-${arch}.sock`), dockerd.socketPath);
+      relays[arch] = relay;
+      await stack.startAgent({ agentId: `push-${arch}`, platform: `linux/${arch}`, upstream: `dockerd:${relay.address}` });
+    }
+    env = {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      HOME: scratch.path,
+      DOCKER_CONFIG: await dockerConfig(path.join(scratch.path, 'docker'), { [locked.host]: locked.credentials! }),
+      SLIPWAY_GATEWAY: stack.gatewayUrl,
+      SLIPWAY_TOKEN: await stack.clientToken('demo'),
+      SLIPWAY_CA_CERT: stack.caPath,
+    };
+  });
+  after(async () => {
+    await stack?.close();
+    for (const relay of Object.values(relays)) await relay?.close();
+    await dockerd?.stop();
+    await open?.stop();
+    await locked?.stop();
+    await scratch?.remove();
+  });
+
+  const slipway = (args: string[], extraEnv: NodeJS.ProcessEnv = {}) =>
+    runCommand(process.execPath, [SLIPWAY_BIN, 'build', '--progress=plain', ...args], { env: { ...env, ...extraEnv }, allowFailure: true, timeoutMs: 240_000 });
+
+  async function multiPlatformContext(name: string): Promise<string> {
+    const context = await makeBusyboxContext(path.join(scratch.path, name), {
+      dockerfile: ['FROM scratch', 'ARG TARGETPLATFORM', 'COPY busybox /bin/busybox', 'COPY marker.txt /marker.txt', 'LABEL built.for=$TARGETPLATFORM', ''].join('\n'),
+      files: { 'marker.txt': `${name}\n` },
+    });
+    return context.dir;
+  }
+
+  async function expectIndex(registry: Registry, repository: string, tag: string, metadataFile: string): Promise<void> {
+    const metadata = JSON.parse(await fs.readFile(metadataFile, 'utf8')) as Record<string, Record<string, string> | string>;
+    const res = await registry.request(`/v2/${repository}/manifests/${tag}`, { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    assert.equal(res.status, 200, res.body.toString());
+    assert.equal(res.headers['content-type'], 'application/vnd.oci.image.index.v1+json');
+    const index = JSON.parse(res.body.toString()) as { schemaVersion: number; mediaType: string; manifests: IndexEntry[] };
+    assert.equal(index.schemaVersion, 2);
+    assert.equal(index.mediaType, 'application/vnd.oci.image.index.v1+json');
+    assert.equal(metadata['containerimage.digest'], res.headers['docker-content-digest'], 'the metadata names the index the registry holds');
+    const byPlatform = new Map(index.manifests.filter((m) => m.platform !== undefined).map((m) => [`${m.platform!.os}/${m.platform!.architecture}`, m]));
+    assert.deepEqual([...byPlatform.keys()].sort(), ['linux/amd64', 'linux/arm64'], JSON.stringify(index.manifests));
+    for (const platform of ['linux/amd64', 'linux/arm64']) {
+      const entry = byPlatform.get(platform)!;
+      const pushed = (metadata[platform] as Record<string, string>)['containerimage.digest'];
+      assert.equal(entry.digest, pushed, `the index's ${platform} entry is what that platform's builder pushed`);
+      assert.equal(await configPlatform(registry, repository, entry.digest), platform, `the ${platform} image's config`);
+    }
+  }
+
+  test('--platform linux/amd64,linux/arm64 --push across two builders: the registry holds an OCI index of both, the digests the builders pushed', async () => {
+    const before = { placements: await placements(stack), amd64: relays.amd64!.connections, arm64: relays.arm64!.connections };
+    const metadataFile = path.join(scratch.path, 'multi-meta.json');
+    const result = await slipway(['--platform', 'linux/amd64,linux/arm64', '--push', '-t', `${open.host}/app:1`, '--metadata-file', metadataFile, await multiPlatformContext('ctx-multi-push')]);
+    assert.equal(result.code, 0, result.stderr);
+    await expectIndex(open, 'app', '1', metadataFile);
+    // Each platform's solve reached the builder of that platform.
+    const after = await placements(stack);
+    for (const platform of ['linux/amd64', 'linux/arm64']) {
+      assert.ok((after[platform] ?? 0) > (before.placements[platform] ?? 0), `a placement on a ${platform} builder: ${JSON.stringify({ before: before.placements, after })}`);
+    }
+    assert.ok(relays.amd64!.connections > before.amd64, 'the amd64 agent reached its builder');
+    assert.ok(relays.arm64!.connections > before.arm64, 'the arm64 agent reached its builder');
+  });
+
+  test('to a registry with auth, the builders push and the CLI writes the index with the credentials of config.json', async () => {
+    const context = await multiPlatformContext('ctx-locked-push');
+    // Without the credentials the builders' push is refused.
+    const refused = await slipway(['--platform', 'linux/amd64,linux/arm64', '--push', '-t', `${locked.host}/team/app:1`, context], { DOCKER_CONFIG: await dockerConfig(path.join(scratch.path, 'docker-none'), {}) });
+    assert.notEqual(refused.code, 0, refused.stderr);
+    assert.match(refused.stderr, /401|[Uu]nauthorized|authoriz/);
+    assert.equal((await locked.request('/v2/team/app/manifests/1')).status, 404);
+
+    const metadataFile = path.join(scratch.path, 'locked-meta.json');
+    const result = await slipway(['--platform', 'linux/amd64,linux/arm64', '--push', '-t', `${locked.host}/team/app:1`, '-t', `${locked.host}/team/app:latest`, '--metadata-file', metadataFile, context]);
+    assert.equal(result.code, 0, result.stderr);
+    await expectIndex(locked, 'team/app', '1', metadataFile);
+    const latest = await locked.request('/v2/team/app/manifests/latest', { headers: { accept: 'application/vnd.oci.image.index.v1+json' } });
+    assert.equal(latest.headers['docker-content-digest'], JSON.parse(await fs.readFile(metadataFile, 'utf8'))['containerimage.digest'], 'every tag names the index');
+  });
+
+  test('one platform --push: the image the builder pushed is under the tag', async () => {
+    const metadataFile = path.join(scratch.path, 'single-meta.json');
+    const result = await slipway(['--platform', 'linux/arm64', '--push', '-t', `${locked.host}/single:1`, '--metadata-file', metadataFile, await multiPlatformContext('ctx-single-push')]);
+    assert.equal(result.code, 0, result.stderr);
+    const metadata = JSON.parse(await fs.readFile(metadataFile, 'utf8')) as Record<string, string>;
+    const res = await locked.request('/v2/single/manifests/1', { method: 'HEAD', headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json' } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['docker-content-digest'], metadata['containerimage.digest']);
   });
 });
