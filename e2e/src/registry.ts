@@ -28,7 +28,8 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 // The 22nd salt character carries only 2 bits; these four leave the unused bits zero.
 const BCRYPT_LAST_SALT_CHARS = '.Oeu';
-const BCRYPT_COST = 10;
+// The lowest cost bcrypt allows: the registry checks the hash on every request, and these are throwaway users.
+const BCRYPT_COST = 4;
 
 export interface RegistryCredential {
   readonly username: string;
@@ -256,7 +257,7 @@ export async function bcryptHash(password: string): Promise<string> {
   let salt = '';
   for (let i = 0; i < 21; i++) salt += BCRYPT_ALPHABET[(random[i] ?? 0) % 64];
   salt += BCRYPT_LAST_SALT_CHARS[(random[21] ?? 0) % 4];
-  const setting = `$2b$${BCRYPT_COST}$${salt}`;
+  const setting = `$2b$${String(BCRYPT_COST).padStart(2, '0')}$${salt}`;
   // The password travels on stdin so no quoting can change it.
   const result = await runCommand('perl', ['-e', 'local $/; my $p = <STDIN>; print crypt($p, $ARGV[0]);', setting], {
     input: password,
