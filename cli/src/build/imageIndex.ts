@@ -33,7 +33,13 @@ interface Repository {
  * registry's own media type and size win where the builder gave none), PUTs it under each tag
  * and returns its descriptor (the metadata file's containerimage.descriptor).
  */
-export async function pushImageIndex(names: string[], manifests: PlatformManifest[], credentials: RegistryCredentials): Promise<{ digest: string; mediaType: string; size: number }> {
+export async function pushImageIndex(
+  names: string[],
+  manifests: PlatformManifest[],
+  credentials: RegistryCredentials,
+  /** insecure: plain HTTP to every registry named (the image exporter's registry.insecure=true); loopback ones always are. */
+  options: { insecure?: boolean } = {},
+): Promise<{ digest: string; mediaType: string; size: number }> {
   if (names.length === 0) throw new CliError('CONFIG_INVALID', 'pushing an image index needs at least one name to push to');
   if (manifests.length === 0) throw new CliError('CONFIG_INVALID', `pushing an image index to ${names.join(', ')} needs at least one platform's manifest`);
   const repositories = groupByRepository(names.map((n) => parseImageReference(n)));
@@ -41,7 +47,7 @@ export async function pushImageIndex(names: string[], manifests: PlatformManifes
   const clientFor = (registry: string): RegistryClient => {
     let client = clients.get(registry);
     if (client === undefined) {
-      client = new RegistryClient(registry, credentials);
+      client = new RegistryClient(registry, credentials, options.insecure ? { insecure: true } : {});
       clients.set(registry, client);
     }
     return client;
