@@ -96,6 +96,23 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build pulls a p
     });
   }
 
+  test('a failing credential helper fails the build with the helper named and its stderr', async () => {
+    const bin = path.join(scratch.path, 'failing-helper-bin');
+    await fs.mkdir(bin, { recursive: true });
+    await fs.writeFile(path.join(bin, 'docker-credential-lockedtest'), `#!/bin/sh\ncat >/dev/null\necho 'the keychain is locked' >&2\nexit 4\n`, { mode: 0o755 });
+    const configDir = path.join(scratch.path, 'docker-failing-helper');
+    await fs.mkdir(configDir, { recursive: true });
+    await fs.writeFile(path.join(configDir, 'config.json'), JSON.stringify({ credHelpers: { [registry.host]: 'lockedtest' } }));
+    const context = await makeBusyboxContext(path.join(scratch.path, 'ctx-failing-helper'), {
+      dockerfile: [`FROM ${registry.host}/private/base:1`, 'COPY failing.txt /failing.txt', ''].join('\n'),
+      files: { 'failing.txt': 'never\n' },
+    });
+    const result = await build(['--no-cache', '--output', `type=local,dest=${path.join(scratch.path, 'out-failing-helper')}`, context.dir], { ...baseEnv, PATH: `${bin}:${baseEnv.PATH}`, DOCKER_CONFIG: configDir });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /docker-credential-lockedtest/);
+    assert.match(result.stderr, /the keychain is locked/);
+  });
+
   test('a credential helper named by credHelpers answers for the registry', async () => {
     const bin = path.join(scratch.path, 'helper-bin');
     await fs.mkdir(bin, { recursive: true });
