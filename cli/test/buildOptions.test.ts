@@ -130,13 +130,15 @@ test('--ssh forwards agent sockets: default from SSH_AUTH_SOCK, ID=SOCKET; a mis
       const bad = parse(['--ssh', 'default', '--ssh', `key=${path.join(dir, 'secret.txt')}`, '--ssh', `gone=${path.join(dir, 'nope.sock')}`, '--ssh', `deploy=${socket}`, '--ssh', `deploy=${socket}`, '--ssh', '=x', '--ssh', `two=${socket},${socket}`, '--ssh', `dir=${dir}`, dir]);
       const all = bad.problems.join('\n');
       assert.match(all, /--ssh default: no ssh-agent: SSH_AUTH_SOCK is not set/);
-      assert.match(all, /--ssh key: .*secret\.txt is a file \(a private key\?\); slipway build forwards ssh-agent sockets only/);
+      assert.match(all, /--ssh key: .*secret\.txt is not a private key \(expected OpenSSH or PEM format\)/);
       assert.match(all, /--ssh gone: .*nope\.sock does not exist/);
       assert.match(all, /--ssh deploy is given twice/);
       assert.match(all, /--ssh needs an ID/);
-      assert.match(all, /--ssh two: one ssh-agent socket per ID; got 2 paths/);
-      assert.match(all, /--ssh dir: .* is not a socket/);
+      assert.match(all, /--ssh two: one ssh-agent socket per ID; got 2/);
+      assert.match(all, /--ssh dir: .* is neither a socket nor a file/);
       assert.equal(bad.problems.length, 7, all);
+      const mixed = parse(['--ssh', `m=${socket},${path.join(dir, 'Dockerfile')}`, dir]).problems.join('\n');
+      assert.match(mixed, /--ssh m: give an ssh-agent socket or private key files, not both/);
     } finally {
       server.close();
     }

@@ -16,6 +16,9 @@ import { GrpcClientCall } from '../src/build/grpcClientCall.js';
 import { GrpcStatusError } from '../src/build/grpcStatusError.js';
 import { SessionServer } from '../src/build/sessionServer.js';
 import { serveSshForward } from '../src/build/sshForward.js';
+import { answerAgentRequest, sshKeyOf } from '../src/build/sshKeyAgent.js';
+import { createPublicKey, verify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 
 const KEY_COMMENT = 'slipway-forwarded-test-key';
 let dir: string;
@@ -121,4 +124,73 @@ test('CheckAgent: a forwarded ID is there, any other is NotFound (so optional ss
   await call.write({ data: agentMessage(11) }).catch(() => {});
   call.end();
   await assert.rejects(call.done, (err: GrpcStatusError) => err.code === 14 && /cannot reach the ssh-agent for --ssh broken/.test(err.details));
+});
+
+/** One request to a unix-socket agent, its whole answer back. */
+async function askAgent(socket: string, request: Buffer): Promise<Buffer> {
+  const connection = net.connect(socket);
+  connection.on('error', () => {});
+  await once(connection, 'connect');
+  connection.write(request);
+  let answer = Buffer.alloc(0);
+  for await (const chunk of connection) {
+    answer = Buffer.concat([answer, chunk as Buffer]);
+    if (answer.length >= 4 && answer.length >= 4 + answer.readUInt32BE(0)) break;
+  }
+  connection.destroy();
+  return answer;
+}
+
+test('key files (--ssh ID=KEYFILE): our agent lists them as OpenSSH\'s agent does and signs as it does, Ed25519, RSA and ECDSA', async () => {
+  const keysDir = await mkdtemp(path.join(dir, 'keys-'));
+  for (const [name, args] of [['ed', ['-t', 'ed25519']], ['rsa', ['-t', 'rsa', '-b', '2048']], ['ec', ['-t', 'ecdsa', '-b', '384']], ['pem', ['-t', 'rsa', '-b', '2048', '-m', 'PEM']]] as const) {
+    execFileSync('/usr/bin/ssh-keygen', ['-q', ...args, '-N', '', '-C', `comment-${name}`, '-f', path.join(keysDir, name)]);
+  }
+  const data = Buffer.from('session data to sign');
+  for (const name of ['ed', 'rsa', 'ec', 'pem']) {
+    const file = path.join(keysDir, name);
+    const key = sshKeyOf(readFileSync(file, 'utf8'), file);
+    // A private OpenSSH agent holding only this key answers the same requests.
+    const socket = path.join(keysDir, `${name}.sock`);
+    const real = spawn('/usr/bin/ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(25);
+      execFileSync('/usr/bin/ssh-add', [file], { env: { SSH_AUTH_SOCK: socket }, stdio: 'ignore' });
+      const list = agentMessage(11);
+      const ours = answerAgentRequest([key], list);
+      const theirs = await askAgent(socket, list);
+      // PEM keys carry no comment: OpenSSH names them by file, as we do.
+      assert.deepEqual(ours, theirs, `${name}: the identities answer, byte for byte`);
+      for (const flags of name === 'ed' || name === 'ec' ? [0] : [0, 2, 4]) {
+        const flagBytes = Buffer.alloc(4);
+        flagBytes.writeUInt32BE(flags, 0);
+        const request = agentMessage(13, Buffer.concat([sshString(key.publicBlob), sshString(data), flagBytes]));
+        const ourSig = answerAgentRequest([key], request);
+        const theirSig = await askAgent(socket, request);
+        assert.equal(ourSig[4], 14, `${name} signs`);
+        if (name !== 'ec') assert.deepEqual(ourSig, theirSig, `${name} flags ${flags}: deterministic signatures match OpenSSH's`);
+        else {
+          // ECDSA signatures are random: ours must verify with the public key.
+          const blob = ourSig.subarray(9);
+          const algLength = blob.readUInt32BE(0);
+          assert.equal(blob.subarray(4, 4 + algLength).toString(), 'ecdsa-sha2-nistp384');
+          const rs = blob.subarray(8 + algLength);
+          const r = rs.subarray(4, 4 + rs.readUInt32BE(0));
+          const sPart = rs.subarray(4 + r.length);
+          const s = sPart.subarray(4, 4 + sPart.readUInt32BE(0));
+          const der = (n: Buffer) => Buffer.concat([Buffer.from([2, n.length]), n]);
+          const seq = Buffer.concat([der(r), der(s)]);
+          assert.ok(verify('sha384', data, createPublicKey(key.private), Buffer.concat([Buffer.from([0x30, seq.length]), seq])), 'the ECDSA signature verifies');
+          assert.equal(theirSig[4], 14);
+        }
+      }
+      assert.equal(answerAgentRequest([key], agentMessage(19))[4], 5, 'remove-all: failure');
+    } finally {
+      real.kill();
+    }
+  }
+  assert.throws(() => {
+    execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret-passphrase', '-f', path.join(keysDir, 'locked')]);
+    sshKeyOf(readFileSync(path.join(keysDir, 'locked'), 'utf8'), 'locked');
+  }, /locked is protected by a passphrase/);
 });

@@ -224,6 +224,26 @@ describe('slipway build outputs against dockerd 26 (containerd image store)', ()
     const run = await runCommand(docker, ['-H', target.host, 'run', '--rm', '--network', 'none', 'app:loaded'], { allowFailure: true, timeoutMs: 60_000 });
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, await fs.readFile(path.join(contextDir, 'hello.txt'), 'utf8'));
+
+    // Several platforms: both are built, only the one this machine runs is loaded (as buildx does).
+    const iidFile = path.join(scratch.path, 'load-iid');
+    const metadataFile = path.join(scratch.path, 'load-metadata.json');
+    const both = await runCommand(process.execPath, [SLIPWAY_BIN, 'build', '--platform', 'linux/arm64,linux/amd64', '--progress=plain', '--load', '-t', 'app:both', '--iidfile', iidFile, '--metadata-file', metadataFile, contextDir], {
+      env: { ...env, DOCKER_HOST: target.host },
+      allowFailure: true,
+      timeoutMs: 180_000,
+    });
+    assert.equal(both.code, 0, both.stderr);
+    assert.match(both.stderr, /\[linux\/arm64\] built .*not loaded \(Docker here runs linux\/amd64\)/);
+    assert.match(both.stderr, /\[linux\/amd64\] built .*loaded into Docker at .* as .*app:both/);
+    const inspect = await runCommand(docker, ['-H', target.host, 'image', 'inspect', '--format', '{{.Architecture}} {{.Id}}', 'app:both']);
+    const [architecture, id] = inspect.stdout.trim().split(' ');
+    assert.equal(architecture, 'amd64');
+    // Docker's containerd image store names an image by its manifest's digest; buildx's image ID is the config's.
+    const metadata = JSON.parse(await fs.readFile(metadataFile, 'utf8')) as Record<string, Record<string, string>>;
+    assert.equal(metadata['linux/amd64']!['containerimage.digest'], id, 'the amd64 image is the one Docker loaded');
+    assert.notEqual(metadata['linux/arm64']!['containerimage.digest'], id);
+    assert.equal(await fs.readFile(iidFile, 'utf8'), metadata['linux/amd64']!['containerimage.config.digest'], 'the image ID written is the loaded image\'s');
   });
 });
 

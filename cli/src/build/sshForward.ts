@@ -1,13 +1,14 @@
 import net from 'node:net';
 import { once } from 'node:events';
-import { methodCodec } from './buildkitProtos.js';
+import { methodCodec, type MethodCodec } from './buildkitProtos.js';
 import { GRPC_NOT_FOUND, GRPC_UNAVAILABLE, GrpcStatusError } from './grpcStatusError.js';
 import type { ServerCall, SessionServer } from './sessionServer.js';
 import type { SshSource } from './sshSources.js';
+import { answerAgentRequest, type SshKey } from './sshKeyAgent.js';
 
 // The session's SSH agent forwarding (moby.sshforward.v1.SSH). Each ForwardAgent call is one
 // connection a RUN --mount=type=ssh step made to its socket; it gets its own connection to the
-// user's ssh-agent. The bytes are not spliced blindly: the agent protocol is request/answer, so
+// user's ssh-agent (or is answered by our own agent holding --ssh's key files). The bytes are not spliced blindly: the agent protocol is request/answer, so
 // each request is read whole and only signing and listing keys are passed on (as buildx's
 // read-only agent does); adding, removing, locking and extensions are answered with a failure,
 // so a build cannot change the user's agent. One request at a time, each answer awaited before
@@ -72,19 +73,33 @@ async function writeAll(socket: net.Socket, bytes: Buffer): Promise<void> {
   if (!socket.write(bytes)) await once(socket, 'drain');
 }
 
-async function forward(call: ServerCall, source: SshSource): Promise<void> {
-  const codec = methodCodec<BytesMessage, BytesMessage>('moby.sshforward.v1.SSH', 'ForwardAgent');
-  const agent = await connectAgent(source.socket, source.id);
-  agent.on('error', () => {
-    // Seen by the reader below as the end of the agent's stream.
-  });
+function requestsOf(call: ServerCall, codec: MethodCodec<BytesMessage, BytesMessage>): AgentMessageReader {
   const fromBuilder = (async function* () {
     for await (const raw of call.messages()) {
       const data = codec.decodeRequest(raw).data;
       if (data.length > 0) yield data;
     }
   })();
-  const requests = new AgentMessageReader(fromBuilder, 'the builder');
+  return new AgentMessageReader(fromBuilder, 'the builder');
+}
+
+/** Key files: our own agent answers, one request at a time. */
+async function answerWithKeys(call: ServerCall, keys: readonly SshKey[]): Promise<void> {
+  const codec = methodCodec<BytesMessage, BytesMessage>('moby.sshforward.v1.SSH', 'ForwardAgent');
+  const requests = requestsOf(call, codec);
+  for (let request = await requests.next(); request !== undefined; request = await requests.next()) {
+    await call.send(codec.encodeResponse({ data: answerAgentRequest(keys, request) }));
+  }
+}
+
+async function forward(call: ServerCall, source: SshSource): Promise<void> {
+  if (source.keys) return answerWithKeys(call, source.keys);
+  const codec = methodCodec<BytesMessage, BytesMessage>('moby.sshforward.v1.SSH', 'ForwardAgent');
+  const agent = await connectAgent(source.socket, source.id);
+  agent.on('error', () => {
+    // Seen by the reader below as the end of the agent's stream.
+  });
+  const requests = requestsOf(call, codec);
   const answers = new AgentMessageReader(agent[Symbol.asyncIterator]() as AsyncIterator<Buffer>, `the ssh-agent at ${source.socket}`);
   try {
     for (let request = await requests.next(); request !== undefined; request = await requests.next()) {
