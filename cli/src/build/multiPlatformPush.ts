@@ -42,6 +42,8 @@ export async function pushIndexIfSeveral(output: BuildOutput, results: PlatformR
   if (output.type !== 'image' || !output.push || results.length < 2) return undefined;
   const creds = credentials ?? ANONYMOUS;
   const manifests = results.map(manifestOf);
-  const index = await pushImageIndex(output.names, manifests, creds);
+  // registry.insecure=true told the builders to push over plain HTTP; the index goes the same way.
+  const insecure = output.attrs['registry.insecure'] === 'true';
+  const index = await pushImageIndex(output.names, manifests, creds, insecure ? { insecure } : {});
   return { names: output.names, ...index };
 }
