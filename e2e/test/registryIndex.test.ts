@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { startRegistry, type Registry } from '@slipway/e2e';
+import { startRegistry, startSquid, type Registry, type Squid } from '@slipway/e2e';
 import { CliError } from '../../cli/src/cliError.js';
 import { pushImageIndex, type PlatformManifest } from '../../cli/src/build/imageIndex.js';
 import { OCI_INDEX, OCI_MANIFEST, RegistryClient, sha256Digest } from '../../cli/src/build/registryClient.js';
@@ -239,5 +239,53 @@ describe('registry with token auth (Bearer challenges, a token server)', () => {
     const err = await refusal(pushImageIndex([`${registry.host}/team/tokened:3`], [{ platform: 'linux/amd64', digest: `sha256:${'d'.repeat(64)}`, mediaType: '', size: 0 }], none));
     assert.match(err.message, /401 Unauthorized and there are no credentials for .*log in with docker login/);
     assert.equal(registry.tokenServer!.requests.at(-1)?.via, 'anonymous');
+  });
+});
+
+describe('through an HTTP CONNECT proxy (squid with Basic auth), as the gateway is reached', () => {
+  let registry: Registry;
+  let squid: Squid;
+  before(async () => {
+    registry = await startRegistry({ auth: true });
+    squid = await startSquid({ users: { corp: 'proxy-pass' } });
+  });
+  after(async () => {
+    await squid?.stop();
+    await registry?.stop();
+  });
+
+  async function credentialsVia(proxyVars: Record<string, string>): Promise<RegistryCredentials> {
+    const dir = await mkdtemp(path.join(scratch, 'docker-proxy-'));
+    const user = registry.credentials!;
+    await writeFile(path.join(dir, 'config.json'), JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${user.username}:${user.password}`).toString('base64') } } }));
+    return loadRegistryCredentials({ DOCKER_CONFIG: dir, ...proxyVars });
+  }
+
+  const connects = async (): Promise<number> => (await squid.accessLog()).split('\n').filter((l) => l.includes(`CONNECT ${registry.host}`) && / TCP_TUNNEL\/200 /.test(l)).length;
+
+  test('HTTP_PROXY names the proxy: every registry request goes through a CONNECT tunnel', async () => {
+    const image = await registry.pushImage('proxied/app', 'base', { files: { 'p.txt': 'p\n' }, platform: 'linux/amd64' });
+    const credentials = await credentialsVia({ HTTP_PROXY: squid.url('corp', 'proxy-pass') });
+    const before = await connects();
+    const { digest } = await pushImageIndex([`${registry.host}/proxied/app:1`], [{ platform: 'linux/amd64', digest: image.digest, mediaType: '', size: 0 }], credentials);
+    assert.equal((await registry.request('/v2/proxied/app/manifests/1', { headers: { accept: OCI_INDEX } })).headers['docker-content-digest'], digest);
+    // squid logs a tunnel when it closes; the client's requests (HEAD, PUT, their 401 retries) each had one.
+    let after = await connects();
+    for (let i = 0; i < 50 && after < before + 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      after = await connects();
+    }
+    assert.ok(after >= before + 2, `tunnels through squid: ${after - before}\n${await squid.accessLog()}`);
+  });
+
+  test('a proxy refusing the credentials is PROXY_AUTH naming the proxy; NO_PROXY sends the registry direct', async () => {
+    const image = await registry.pushImage('proxied/other', 'base', { files: { 'o.txt': 'o\n' }, platform: 'linux/arm64' });
+    const manifests = [{ platform: 'linux/arm64' as const, digest: image.digest, mediaType: '', size: 0 }];
+    const refused = await refusal(pushImageIndex([`${registry.host}/proxied/other:1`], manifests, await credentialsVia({ HTTP_PROXY: squid.url('corp', 'wrong') })));
+    assert.equal(refused.code, 'PROXY_AUTH');
+    assert.match(refused.message, new RegExp(`127\\.0\\.0\\.1:${squid.port}`));
+    const direct = await credentialsVia({ HTTP_PROXY: squid.url('corp', 'wrong'), NO_PROXY: '127.0.0.1' });
+    await pushImageIndex([`${registry.host}/proxied/other:1`], manifests, direct);
+    assert.equal((await registry.request('/v2/proxied/other/manifests/1', { headers: { accept: OCI_INDEX } })).status, 200);
   });
 });

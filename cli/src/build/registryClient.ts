@@ -1,7 +1,11 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
 import { CliError } from '../cliError.js';
+import { dialThroughProxy } from '../connectTunnel.js';
+import { proxyFor, type ProxyEnv } from '../proxySettings.js';
 import { apiHostOf } from './imageReference.js';
 import type { Credential, RegistryCredentials } from './registryCredentials.js';
 
@@ -9,7 +13,8 @@ import type { Credential, RegistryCredentials } from './registryCredentials.js';
 // credentials: anonymous first; on a 401, Basic or the bearer-token flow its WWW-Authenticate
 // challenge names (a token from the realm, asked with the user's password or identity token, for
 // the repository scope each request needs). Registries on loopback get plain HTTP, as Docker and
-// BuildKit treat them as insecure.
+// BuildKit treat them as insecure. A proxy named by HTTPS_PROXY/HTTP_PROXY (NO_PROXY honoured, as
+// for the gateway) is gone through with CONNECT, so the registry's TLS stays end to end.
 
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
@@ -36,6 +41,8 @@ export interface RegistryClientOptions {
   insecure?: boolean;
   /** Idle time on one request's socket before it is abandoned. */
   timeoutMs?: number;
+  /** Proxy variables (HTTPS_PROXY, NO_PROXY, ...); by default those the credentials were loaded with. */
+  proxyEnv?: ProxyEnv;
 }
 
 type Action = 'pull' | 'push';
@@ -76,6 +83,7 @@ export class RegistryClient {
   readonly baseUrl: string;
   private readonly agent: http.Agent;
   private readonly timeoutMs: number;
+  private readonly proxyEnv: ProxyEnv;
   private credential: Promise<Credential | undefined> | undefined;
   /** Set once the registry asked for Basic: every later request sends it at once. */
   private basic: string | undefined;
@@ -90,6 +98,9 @@ export class RegistryClient {
     this.baseUrl = `${insecure ? 'http' : 'https'}://${apiHostOf(registry)}`;
     this.agent = insecure ? new http.Agent({ keepAlive: true, maxSockets: 8 }) : new https.Agent({ keepAlive: true, maxSockets: 8 });
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.proxyEnv = options.proxyEnv ?? credentials?.proxyEnv ?? {};
+    // Unusable proxy settings are reported before any request, naming the variable.
+    proxyFor(this.proxyEnv, this.baseUrl);
   }
 
   /** The manifest's descriptor, or undefined when the registry has no such manifest (404). */
@@ -150,6 +161,32 @@ export class RegistryClient {
     const actual = sha256Digest(res.body);
     if (actual !== digest) throw registryError(`GET ${res.url}: the blob's bytes hash to ${actual}, not to ${digest}`);
     return res.body;
+  }
+
+  /** A connection through the proxy's CONNECT tunnel, with TLS inside it for an https: URL. */
+  private tunnelled(url: URL, proxy: NonNullable<ReturnType<typeof proxyFor>>): ConnectionFactory {
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+    return (_options, callback) => {
+      // Node takes the socket through the callback when the factory returns nothing; an error goes alone.
+      const fail = callback as (err: Error) => void;
+      dialThroughProxy({ proxy, host, port, timeoutMs: this.timeoutMs }).then(
+        (socket) => {
+          if (url.protocol !== 'https:') {
+            callback(null, socket);
+            return;
+          }
+          const secure = tls.connect({ socket, ...(net.isIP(host) ? {} : { servername: host }), ALPNProtocols: ['http/1.1'] });
+          secure.once('secureConnect', () => {
+            secure.off('error', fail);
+            callback(null, secure);
+          });
+          secure.once('error', fail);
+        },
+        fail,
+      );
+      return undefined;
+    };
   }
 
   /** Lets go of kept-alive connections. */
@@ -252,6 +289,10 @@ export class RegistryClient {
   private fetch(method: string, url: URL, headers: Record<string, string>, body: Buffer | undefined, maxBody: number, redirects: number): Promise<Response> {
     const client = url.protocol === 'https:' ? https : http;
     const sameOrigin = url.origin === new URL(this.baseUrl).origin;
+    const proxy = proxyFor(this.proxyEnv, url);
+    // Through a proxy each request gets its own tunnel: an agent's pool cannot dial one, and Node
+    // only calls createConnection for a request without an agent.
+    const connection = proxy === undefined ? (sameOrigin ? { agent: this.agent } : {}) : { createConnection: this.tunnelled(url, proxy) };
     return new Promise<Response>((resolve, reject) => {
       const req = client.request(
         url,
@@ -259,7 +300,7 @@ export class RegistryClient {
           method,
           headers: { ...headers, 'user-agent': 'slipway', ...(body !== undefined ? { 'content-length': String(body.length) } : {}) },
           // Only the registry's own origin shares its connections; a redirect elsewhere (blob storage) gets its own.
-          ...(sameOrigin ? { agent: this.agent } : {}),
+          ...connection,
           timeout: this.timeoutMs,
         },
         (res) => {
@@ -299,6 +340,8 @@ export class RegistryClient {
     });
   }
 }
+
+type ConnectionFactory = NonNullable<http.RequestOptions['createConnection']>;
 
 function header(res: Response, name: string): string | undefined {
   const value = res.headers[name];

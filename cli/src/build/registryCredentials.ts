@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Env } from '@slipway/proto';
 import { CliError } from '../cliError.js';
+import type { ProxyEnv } from '../proxySettings.js';
 
 // The user's registry credentials, found where and as the Docker CLI finds them:
 // $DOCKER_CONFIG/config.json (else ~/.docker/config.json), a per-registry credHelpers entry first,
@@ -28,6 +29,11 @@ export type Credential =
 export interface RegistryCredentials {
   /** Where the configuration was read from (undefined when there is none). */
   readonly configFile: string | undefined;
+  /**
+   * The proxy variables (HTTPS_PROXY, NO_PROXY, ...) of the environment the credentials came
+   * from: the CLI reaches a registry itself as it reaches the gateway.
+   */
+  readonly proxyEnv?: ProxyEnv;
   /** The credential for a registry host (host[:port], as in image references); undefined for anonymous. */
   forHost(host: string): Promise<Credential | undefined>;
 }
@@ -74,6 +80,7 @@ export function loadRegistryCredentials(env: Env): RegistryCredentials {
   const asked = new Map<string, Promise<Credential | undefined>>();
   return {
     configFile: config === undefined ? undefined : file,
+    proxyEnv: env,
     forHost(host: string): Promise<Credential | undefined> {
       if (config === undefined || file === undefined) return Promise.resolve(undefined);
       const key = credentialKey(host);
