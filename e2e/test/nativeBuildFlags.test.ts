@@ -26,13 +26,13 @@ async function socatRoot(root: string): Promise<void> {
 }
 
 /** A real ssh-agent holding a freshly generated key. */
-async function startSshAgent(dir: string): Promise<{ socket: string; process: ChildProcess }> {
+async function startSshAgent(dir: string): Promise<{ socket: string; keyFile: string; process: ChildProcess }> {
   const socket = path.join(dir, 'agent.sock');
   const agent = spawn('/usr/bin/ssh-agent', ['-D', '-a', socket], { stdio: 'ignore' });
   for (let i = 0; i < 400 && !existsSync(socket); i++) await sleep(25);
   await runCommand('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', KEY_COMMENT, '-f', path.join(dir, 'id_ed25519')]);
   await runCommand('/usr/bin/ssh-add', [path.join(dir, 'id_ed25519')], { env: { ...process.env, SSH_AUTH_SOCK: socket } });
-  return { socket, process: agent };
+  return { socket, keyFile: path.join(dir, 'id_ed25519'), process: agent };
 }
 
 // Runs a command with a pseudo-terminal of 100x30 as its stdin, stdout and stderr (set by the
@@ -176,7 +176,7 @@ for (const flavor of ['26', '20.10'] as const) describe(`slipway build flags aga
     assert.match(second.stdout, / => CACHED \[2\/2\] RUN .* 0\.0s/);
   });
 
-  test('--ssh default: a RUN --mount=type=ssh step talks to the forwarded ssh-agent, which lists the user\'s key', async () => {
+  test('--ssh default and --ssh default=KEYFILE: a RUN --mount=type=ssh step talks to the forwarded agent, which lists the user\'s key', async () => {
     const agent = await startSshAgent(await fs.mkdtemp(path.join(scratch.path, 'ssh-')));
     try {
       const ctx = await context('ssh', [
@@ -196,6 +196,13 @@ for (const flavor of ['26', '20.10'] as const) describe(`slipway build flags aga
       assert.equal(answer[4], 12, `SSH_AGENT_IDENTITIES_ANSWER; got ${answer.toString('hex').slice(0, 40)}`);
       assert.equal(answer.readUInt32BE(5), 1, 'one key');
       assert.ok(answer.includes(Buffer.from(KEY_COMMENT)), 'the key\'s comment came through the forwarded socket');
+      // The key file itself (--ssh ID=KEYFILE): our own agent holds it and answers the same way.
+      const keyDest = `${dest}-key`;
+      const keyed = await slipwayBuild(['--no-cache', '--ssh', `default=${agent.keyFile}`, '--output', `type=local,dest=${keyDest}`, ctx.dir]);
+      assert.equal(keyed.code, 0, keyed.stderr);
+      const keyedAnswer = await fs.readFile(path.join(keyDest, 'agent-answer.bin'));
+      assert.equal(keyedAnswer[4], 12);
+      assert.ok(keyedAnswer.includes(Buffer.from(KEY_COMMENT)), 'the key file\'s comment came through the forwarded socket');
       // Without --ssh, a required ssh mount fails, naming what is missing.
       const without = await slipwayBuild(['--no-cache', ctx.dir]);
       assert.notEqual(without.code, 0);
