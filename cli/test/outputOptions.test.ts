@@ -105,6 +105,10 @@ test('exporter attributes: push, push by digest for several platforms, names, mo
   assert.equal(loadOther.name, '', 'the platform not loaded is built without an exporter');
   const moby = exporterFor(parse(['--output', 'type=image,name=a:1']).output, { platform: 'linux/amd64', outputSub: '', capabilities: CLASSIC }, server);
   assert.equal(moby.name, 'moby', 'an image without push goes into a classic Docker Engine\'s own store, as buildx does');
+  const ENGINE: BuilderCapabilities = { ...MODERN, exporters: [...MODERN.exporters, 'moby'] };
+  assert.equal(exporterFor(parse(['--output', 'type=image,name=a:1']).output, { platform: 'linux/amd64', outputSub: '', capabilities: ENGINE }, server).name, 'moby', 'and into a containerd-store Engine\'s');
+  assert.equal(exporterFor(parse(['--output', 'type=image,name=a:1']).output, { platform: 'linux/amd64', outputSub: '', capabilities: MODERN }, server).name, 'image', 'buildkitd keeps it in its own store');
+  assert.equal(exporterFor(parse(['--push', '-t', 'r/a:1']).output, { platform: 'linux/amd64', outputSub: '', capabilities: ENGINE }, server).name, 'image');
 });
 
 test('a classic Docker Engine\'s BuildKit refuses push, docker, oci and load by the exporter it lacks; modern BuildKit takes them', () => {

@@ -209,6 +209,15 @@ describe('slipway build outputs against dockerd 26 (containerd image store)', ()
     }
   });
 
+  test('type=image without push goes to the moby exporter: the image is named in the builder\'s Engine as Docker names it', async () => {
+    const result = await slipwayBuild(['--output', 'type=image,name=app:stored', contextDir]);
+    assert.equal(result.code, 0, result.stderr);
+    const docker = dockerCliPath();
+    assert.ok(docker);
+    const inspect = await runCommand(docker, ['-H', dockerd.host, 'image', 'inspect', '--format', '{{.Id}}', 'app:stored']);
+    assert.match(result.stderr, new RegExp(`built ${inspect.stdout.trim()} → app:stored into the builder's Docker Engine`));
+  });
+
   test('--load streams the image into the Docker at DOCKER_HOST, where it runs; no Docker there fails before the build', async () => {
     const missing = await slipwayBuild(['--load', '-t', 'app:nowhere', contextDir], { DOCKER_HOST: `unix://${path.join(scratch.path, 'no-docker.sock')}` });
     assert.equal(missing.code, 2, missing.stderr);
@@ -289,6 +298,27 @@ describe('slipway build against dockerd 20.10: outputs its BuildKit cannot make 
       assert.doesNotMatch(result.stderr, /^#\d+ /m, `no solve started:\n${result.stderr}`);
     });
   }
+
+  test('--load fails before the build, naming the missing exporter (Docker itself answers)', async () => {
+    const result = await runCommand(process.execPath, [SLIPWAY_BIN, 'build', '--platform', 'linux/amd64', '--progress=plain', '--load', '-t', 'app:1', contextDir], {
+      env: { ...env, DOCKER_HOST: dockerd.host },
+      allowFailure: true,
+      timeoutMs: 180_000,
+    });
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /linux\/amd64 builder cannot do --load \(type=docker\):.*no "docker" exporter/);
+    assert.doesNotMatch(result.stderr, /^#\d+ /m);
+  });
+
+  test('type=image without push goes to the moby exporter: the image lands in that Engine, as with buildx\'s docker driver', async () => {
+    const result = await slipwayBuild(['--output', 'type=image,name=app:in-engine', contextDir]);
+    assert.equal(result.code, 0, result.stderr);
+    const docker = dockerCliPath();
+    assert.ok(docker);
+    const inspect = await runCommand(docker, ['-H', dockerd.host, 'image', 'inspect', '--format', '{{.Id}}', 'app:in-engine'], { allowFailure: true });
+    assert.equal(inspect.code, 0, inspect.stderr);
+    assert.match(result.stderr, /→ app:in-engine into the builder's Docker Engine/);
+  });
 
   test('the same builder still makes what it can: type=tar', async () => {
     const tarFile = path.join(scratch.path, 'ok.tar');

@@ -105,9 +105,13 @@ export async function runBuild(command: BuildCommand, client: TunnelClient, cons
     await writeBuildRecords(command.options.output, results, index, loadedPlatformOf(command.options.output));
     if (command.options.progress === 'quiet') {
       // buildx: the image ID alone on stdout, for scripts.
-      for (const r of results) {
-        const id = r.exporterResponse['containerimage.config.digest'] ?? r.exporterResponse['containerimage.digest'];
-        if (id) console.stdout(`${id}\n`);
+      // With several platforms pushed, that is the index's digest (what --iidfile holds).
+      if (index) console.stdout(`${index.digest}\n`);
+      else {
+        for (const r of results) {
+          const id = r.exporterResponse['containerimage.config.digest'] ?? r.exporterResponse['containerimage.digest'];
+          if (id) console.stdout(`${id}\n`);
+        }
       }
     } else {
       write(resultReport(command.options.output, results, index));

@@ -13,8 +13,12 @@ import type { BuildOutput } from './outputOptions.js';
 // exporters (moby stores into that Engine's own images, it does not push). With the containerd
 // image store, and in buildkitd, the worker is BuildKit's own, labelled with its snapshotter,
 // and every exporter is there. buildx tells Docker's two stores apart by the same label.
+// An Engine (either store) also has the moby exporter, which names images as Docker does
+// (docker.io/library/app:1 for app:1), so an image kept in the Engine goes there, as with
+// buildx's docker driver; dockerd labels its containerd worker with its host-gateway-ip.
 
 const SNAPSHOTTER_LABEL = 'org.mobyproject.buildkit.worker.snapshotter';
+const ENGINE_LABEL_PREFIX = 'org.mobyproject.buildkit.worker.moby.';
 
 export interface BuilderCapabilities {
   /** BuildKit's exporters this builder has. */
@@ -35,13 +39,16 @@ export async function probeBuilder(connection: ClientHttp2Session): Promise<Buil
   const classic = workers.length > 0 && workers.every((w) => w.ID === 'moby' || w.Labels[SNAPSHOTTER_LABEL] === undefined);
   if (classic) return { exporters: ['local', 'tar', 'moby'], description: "Docker Engine's BuildKit with the classic image store (worker moby)" };
   const snapshotter = workers.map((w) => w.Labels[SNAPSHOTTER_LABEL]).find((s) => s !== undefined);
-  return { exporters: ['local', 'tar', 'image', 'docker', 'oci'], description: `BuildKit (snapshotter ${snapshotter ?? 'unknown'})` };
+  const engine = workers.some((w) => Object.keys(w.Labels).some((k) => k.startsWith(ENGINE_LABEL_PREFIX)));
+  return engine
+    ? { exporters: ['local', 'tar', 'image', 'docker', 'oci', 'moby'], description: `Docker Engine's BuildKit with the containerd image store (snapshotter ${snapshotter ?? 'unknown'})` }
+    : { exporters: ['local', 'tar', 'image', 'docker', 'oci'], description: `BuildKit (snapshotter ${snapshotter ?? 'unknown'})` };
 }
 
-/** BuildKit's exporter for an output on this builder: `image` without push goes to `moby` in a classic Docker Engine, as buildx does. */
+/** BuildKit's exporter for an output on this builder: `image` without push goes to `moby` in a Docker Engine, as buildx does. */
 export function exporterNameFor(output: BuildOutput, capabilities: BuilderCapabilities): string {
   if (output.type === 'none') return '';
-  if (output.type === 'image' && !output.push && !capabilities.exporters.includes('image') && capabilities.exporters.includes('moby')) return 'moby';
+  if (output.type === 'image' && !output.push && capabilities.exporters.includes('moby')) return 'moby';
   return output.type;
 }
 
