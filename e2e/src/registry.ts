@@ -11,6 +11,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
@@ -18,6 +19,7 @@ import { HarnessError } from './harnessError.js';
 import { freePort } from './redisServer.js';
 import { runCommand, spawnManaged, tempDir, type ManagedProcess } from './processes.js';
 import { startTokenServer, type TokenServer } from './registryTokenServer.js';
+import { makeInspectionCa, type InspectionCa } from './inspectionCa.js';
 
 const DOCKER_REGISTRY = 'docker-registry';
 const DEFAULT_START_TIMEOUT_MS = 20_000;
@@ -56,8 +58,10 @@ export interface Registry {
   /** 127.0.0.1:PORT, as it appears in image references. */
   readonly host: string;
   readonly port: number;
-  /** http://127.0.0.1:PORT */
+  /** http://127.0.0.1:PORT, or https:// with tls. */
   readonly url: string;
+  /** With tls: the PEM of the CA that issued the registry's certificate (for 127.0.0.1). */
+  readonly caPem: string | undefined;
   /** The first generated user when started with auth, else undefined. */
   readonly credentials: RegistryCredential | undefined;
   /** Every user the registry accepts (empty without auth). */
@@ -98,6 +102,8 @@ export interface StartRegistryOptions {
    * token server the harness runs, which takes the users' passwords and identity tokens.
    */
   readonly tokenAuth?: boolean;
+  /** Serve HTTPS with a certificate for 127.0.0.1 from a CA of the harness's own (see caPem). */
+  readonly tls?: boolean;
   readonly startTimeoutMs?: number;
 }
 
@@ -121,7 +127,17 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
   );
   const dir = await tempDir('registry');
   let tokenServer: TokenServer | undefined;
+  let ca: InspectionCa | undefined;
   try {
+    let tlsFiles: { certificate: string; key: string } | undefined;
+    if (opts.tls) {
+      ca = await makeInspectionCa('Slipway Test Registry CA');
+      const leaf = await ca.leafFor('127.0.0.1');
+      tlsFiles = { certificate: path.join(dir.path, 'registry.crt'), key: path.join(dir.path, 'registry.key') };
+      await writeFile(tlsFiles.certificate, leaf.certPem);
+      await writeFile(tlsFiles.key, leaf.keyPem, { mode: 0o600 });
+    }
+    const caPem = ca?.certPem;
     const storageDir = path.join(dir.path, 'storage');
     let htpasswdFile: string | undefined;
     if (opts.tokenAuth) {
@@ -136,10 +152,10 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     for (let attempt = 1; attempt <= BIND_ATTEMPTS; attempt++) {
       const port = await freePort();
       const configFile = path.join(dir.path, `config-${port}.yml`);
-      await writeFile(configFile, registryConfig(port, storageDir, htpasswdFile, tokenServer));
+      await writeFile(configFile, registryConfig(port, storageDir, htpasswdFile, tokenServer, tlsFiles));
       const proc = spawnManaged(DOCKER_REGISTRY, ['serve', configFile], { name: `registry:${port}`, cwd: dir.path });
       try {
-        await waitForV2(port, proc, timeoutMs);
+        await waitForV2(port, proc, timeoutMs, caPem);
       } catch (err) {
         lastError = err;
         await proc.stop('SIGTERM');
@@ -152,19 +168,21 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
       return {
         host,
         port,
-        url: `http://${host}`,
+        url: `${caPem === undefined ? 'http' : 'https'}://${host}`,
+        caPem,
         credentials: users[0],
         users,
         storageDir,
         tokenServer,
         process: proc,
         request: (pathname, requestOpts = {}) =>
-          registryRequest(port, pathname, { ...requestOpts, authorization: requestOpts.auth === undefined ? authorize(pathname) : basicOf(requestOpts.auth) }),
-        pushImage: (repository, tag, image) => pushImage(port, authorize, dir.path, repository, tag, image),
+          registryRequest(port, pathname, { ...requestOpts, ca: caPem, authorization: requestOpts.auth === undefined ? authorize(pathname) : basicOf(requestOpts.auth) }),
+        pushImage: (repository, tag, image) => pushImage(port, caPem, authorize, dir.path, repository, tag, image),
         stop() {
           stopped ??= (async () => {
             await proc.stop('SIGTERM');
             await tokenServer?.close();
+            await ca?.remove();
             await dir.remove();
           })();
           return stopped;
@@ -174,6 +192,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     throw lastError;
   } catch (err) {
     await tokenServer?.close();
+    await ca?.remove();
     await dir.remove();
     throw err;
   }
@@ -213,7 +232,13 @@ function usersFor(auth: StartRegistryOptions['auth']): RegistryCredential[] {
   }));
 }
 
-function registryConfig(port: number, storageDir: string, htpasswdFile: string | undefined, tokenServer: TokenServer | undefined): string {
+function registryConfig(
+  port: number,
+  storageDir: string,
+  htpasswdFile: string | undefined,
+  tokenServer: TokenServer | undefined,
+  tlsFiles: { certificate: string; key: string } | undefined,
+): string {
   const lines = [
     'version: 0.1',
     'log:',
@@ -232,6 +257,7 @@ function registryConfig(port: number, storageDir: string, htpasswdFile: string |
     `  addr: 127.0.0.1:${port}`,
     // A random secret per run keeps the registry from warning and from sharing upload state.
     `  secret: ${randomBytes(16).toString('hex')}`,
+    ...(tlsFiles ? ['  tls:', `    certificate: ${JSON.stringify(tlsFiles.certificate)}`, `    key: ${JSON.stringify(tlsFiles.key)}`] : []),
     'health:',
     '  storagedriver:',
     '    enabled: false',
@@ -274,7 +300,7 @@ export async function bcryptHash(password: string): Promise<string> {
   return hash;
 }
 
-async function waitForV2(port: number, proc: ManagedProcess, timeoutMs: number): Promise<void> {
+async function waitForV2(port: number, proc: ManagedProcess, timeoutMs: number, ca: string | undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -287,7 +313,7 @@ async function waitForV2(port: number, proc: ManagedProcess, timeoutMs: number):
       );
     }
     try {
-      const res = await registryRequest(port, '/v2/', { timeoutMs: 1_000 });
+      const res = await registryRequest(port, '/v2/', { timeoutMs: 1_000, ca });
       // 401 is an answer too: the registry is up and wants credentials.
       if (res.status === 200 || res.status === 401) return;
       lastError = new HarnessError('PROTOCOL', `GET /v2/ answered ${res.status}, expected 200 or 401`);
@@ -308,7 +334,7 @@ async function waitForV2(port: number, proc: ManagedProcess, timeoutMs: number):
 function registryRequest(
   port: number,
   pathname: string,
-  opts: Omit<RegistryRequestOptions, 'auth'> & { authorization?: string | undefined; timeoutMs?: number },
+  opts: Omit<RegistryRequestOptions, 'auth'> & { authorization?: string | undefined; timeoutMs?: number; ca?: string | undefined },
 ): Promise<RegistryResponse> {
   const headers: Record<string, string> = { ...opts.headers };
   if (opts.authorization !== undefined) headers.authorization = opts.authorization;
@@ -316,8 +342,9 @@ function registryRequest(
   if (body !== undefined) headers['content-length'] = String(body.length);
   const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS;
   return new Promise<RegistryResponse>((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, path: pathname, method: opts.method ?? 'GET', headers, agent: false },
+    const client = opts.ca === undefined ? http : https;
+    const req = client.request(
+      { host: '127.0.0.1', port, path: pathname, method: opts.method ?? 'GET', headers, agent: false, ...(opts.ca !== undefined ? { ca: opts.ca } : {}) },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -337,6 +364,7 @@ const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(d
 
 async function pushImage(
   port: number,
+  ca: string | undefined,
   authorize: (pathname: string) => string | undefined,
   scratch: string,
   repository: string,
@@ -360,7 +388,7 @@ async function pushImage(
   const config = Buffer.from(
     JSON.stringify({ architecture, os, ...(variant ? { variant } : {}), rootfs: { type: 'layers', diff_ids: [sha256(tar)] }, config: {} }),
   );
-  for (const blob of [layer, config]) await pushBlob(port, authorize, repository, blob);
+  for (const blob of [layer, config]) await pushBlob(port, ca, authorize, repository, blob);
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
@@ -375,14 +403,15 @@ async function pushImage(
     headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' },
     body: manifest,
     authorization: authorize(manifestPath),
+    ca,
   });
   if (put.status !== 201) throw new HarnessError('PROTOCOL', `PUT manifest ${repository}:${tag}: expected 201, got ${put.status}: ${put.body.toString()}`);
   return { digest: sha256(manifest), size: manifest.length };
 }
 
-async function pushBlob(port: number, authorize: (pathname: string) => string | undefined, repository: string, blob: Buffer): Promise<void> {
+async function pushBlob(port: number, ca: string | undefined, authorize: (pathname: string) => string | undefined, repository: string, blob: Buffer): Promise<void> {
   const uploads = `/v2/${repository}/blobs/uploads/`;
-  const start = await registryRequest(port, uploads, { method: 'POST', body: Buffer.alloc(0), authorization: authorize(uploads) });
+  const start = await registryRequest(port, uploads, { method: 'POST', body: Buffer.alloc(0), authorization: authorize(uploads), ca });
   const location = start.headers.location;
   if (start.status !== 202 || !location) {
     throw new HarnessError('PROTOCOL', `POST /v2/${repository}/blobs/uploads/: expected 202 with a Location, got ${start.status}: ${start.body.toString()}`);
@@ -394,6 +423,7 @@ async function pushBlob(port: number, authorize: (pathname: string) => string | 
     headers: { 'content-type': 'application/octet-stream' },
     body: blob,
     authorization: authorize(uploads),
+    ca,
   });
   if (put.status !== 201) throw new HarnessError('PROTOCOL', `PUT blob to ${repository}: expected 201, got ${put.status}: ${put.body.toString()}`);
 }

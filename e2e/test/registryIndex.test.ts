@@ -289,3 +289,46 @@ describe('through an HTTP CONNECT proxy (squid with Basic auth), as the gateway 
     assert.equal((await registry.request('/v2/proxied/other/manifests/1', { headers: { accept: OCI_INDEX } })).status, 200);
   });
 });
+
+describe('a registry serving HTTPS', () => {
+  let registry: Registry;
+  let squid: Squid;
+  before(async () => {
+    registry = await startRegistry({ auth: true, tls: true });
+    squid = await startSquid();
+  });
+  after(async () => {
+    await squid?.stop();
+    await registry?.stop();
+  });
+
+  test('TLS end to end, directly and inside the proxy\'s CONNECT tunnel; an untrusted certificate is a clear error', async () => {
+    assert.match(registry.url, /^https:/);
+    const image = await registry.pushImage('secure/app', 'base', { files: { 's.txt': 's\n' }, platform: 'linux/amd64' });
+    const credentials = await credentialsFile({ [registry.host]: registry.credentials! });
+
+    const direct = new RegistryClient(registry.host, credentials, { insecure: false, ca: registry.caPem! });
+    assert.equal(direct.baseUrl, `https://${registry.host}`);
+    assert.equal((await direct.getManifest('secure/app', 'base')).descriptor.digest, image.digest);
+    direct.close();
+
+    const viaProxy = loadRegistryCredentials({ DOCKER_CONFIG: path.dirname(credentials.configFile!), HTTPS_PROXY: squid.url() });
+    const tunnelled = new RegistryClient(registry.host, viaProxy, { insecure: false, ca: registry.caPem! });
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: image.digest, size: image.size, platform: { architecture: 'amd64', os: 'linux' } }] }));
+    const stored = await tunnelled.putManifest('secure/app', '1', OCI_INDEX, index);
+    tunnelled.close();
+    assert.equal((await registry.request('/v2/secure/app/manifests/1', { headers: { accept: OCI_INDEX } })).headers['docker-content-digest'], stored.digest);
+    let log = '';
+    for (let i = 0; i < 50 && !log.includes(`CONNECT ${registry.host}`); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      log = await squid.accessLog();
+    }
+    assert.match(log, new RegExp(`TCP_TUNNEL/200 .*CONNECT ${registry.host.replaceAll('.', '\\.')}`));
+
+    const untrusting = new RegistryClient(registry.host, credentials, { insecure: false });
+    const err = await refusal(untrusting.getManifest('secure/app', 'base'));
+    untrusting.close();
+    assert.equal(err.code, 'REGISTRY_FAILED');
+    assert.match(err.message, new RegExp(`GET https://${registry.host.replaceAll('.', '\\.')}/v2/secure/app/manifests/base: .*(certificate|self.signed|issuer)`, 'i'));
+  });
+});

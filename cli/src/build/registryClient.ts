@@ -43,6 +43,8 @@ export interface RegistryClientOptions {
   timeoutMs?: number;
   /** Proxy variables (HTTPS_PROXY, NO_PROXY, ...); by default those the credentials were loaded with. */
   proxyEnv?: ProxyEnv;
+  /** PEM CA(s) to trust for the registry's TLS, in place of Node's roots (and NODE_EXTRA_CA_CERTS). */
+  ca?: string | Buffer;
 }
 
 type Action = 'pull' | 'push';
@@ -84,6 +86,7 @@ export class RegistryClient {
   private readonly agent: http.Agent;
   private readonly timeoutMs: number;
   private readonly proxyEnv: ProxyEnv;
+  private readonly ca: string | Buffer | undefined;
   private credential: Promise<Credential | undefined> | undefined;
   /** Set once the registry asked for Basic: every later request sends it at once. */
   private basic: string | undefined;
@@ -96,7 +99,8 @@ export class RegistryClient {
   ) {
     const insecure = options.insecure ?? isLoopbackRegistry(registry);
     this.baseUrl = `${insecure ? 'http' : 'https'}://${apiHostOf(registry)}`;
-    this.agent = insecure ? new http.Agent({ keepAlive: true, maxSockets: 8 }) : new https.Agent({ keepAlive: true, maxSockets: 8 });
+    this.ca = options.ca;
+    this.agent = insecure ? new http.Agent({ keepAlive: true, maxSockets: 8 }) : new https.Agent({ keepAlive: true, maxSockets: 8, ...(options.ca !== undefined ? { ca: options.ca } : {}) });
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.proxyEnv = options.proxyEnv ?? credentials?.proxyEnv ?? {};
     // Unusable proxy settings are reported before any request, naming the variable.
@@ -176,7 +180,8 @@ export class RegistryClient {
             callback(null, socket);
             return;
           }
-          const secure = tls.connect({ socket, ...(net.isIP(host) ? {} : { servername: host }), ALPNProtocols: ['http/1.1'] });
+          // host is what the certificate is checked against (Node assumes localhost on a given socket); SNI takes names only.
+          const secure = tls.connect({ socket, host, ...(net.isIP(host) ? {} : { servername: host }), ...(this.ca !== undefined ? { ca: this.ca } : {}), ALPNProtocols: ['http/1.1'] });
           secure.once('secureConnect', () => {
             secure.off('error', fail);
             callback(null, secure);
