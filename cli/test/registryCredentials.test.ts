@@ -1,8 +1,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CliError } from '../src/cliError.js';
 import { loadRegistryCredentials, credentialKey, DOCKER_HUB_KEY } from '../src/build/registryCredentials.js';
 
@@ -205,4 +207,20 @@ test('a malformed config.json is refused when loaded, naming the file and every 
   // The Docker CLI takes an empty file as an empty configuration.
   const empty = await freshCase('');
   assert.equal(await loadRegistryCredentials(empty.env).forHost('x.example.com'), undefined);
+});
+
+test('slipway build refuses a malformed config.json before any build, among its other problems (exit 2)', async () => {
+  const c = await freshCase('{"auths": "not an object"}');
+  const context = path.join(c.dir, 'ctx');
+  await mkdir(context);
+  await writeFile(path.join(context, 'Dockerfile'), 'FROM scratch\n');
+  const bin = fileURLToPath(new URL('../bin/slipway.mjs', import.meta.url));
+  const result = spawnSync(process.execPath, [bin, 'build', '--platform', 'linux/amd64', '--progress=plain', context], {
+    env: { ...c.env, SLIPWAY_GATEWAY: 'https://127.0.0.1:9', SLIPWAY_TOKEN: 'not-used' },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(result.status, 2, result.stderr);
+  assert.match(result.stderr, /"auths" must be an object of registry -> credentials, got a string/);
+  assert.ok(result.stderr.includes(path.join(c.env.DOCKER_CONFIG!, 'config.json')), result.stderr);
 });
