@@ -109,6 +109,33 @@ describe('registry with htpasswd Basic auth', () => {
     assert.equal(back.descriptor.mediaType, OCI_INDEX);
   });
 
+  test("a builder's own index (its image and an attestation) is merged: its entries join the new index", async () => {
+    const client = new RegistryClient(registry.host, credentials);
+    const amd64 = await pushImage(client, 'team/attested', 'linux/amd64');
+    const arm64 = await pushImage(client, 'team/attested', 'linux/arm64');
+    // An attestation manifest as BuildKit attaches them: platform unknown/unknown, pointing at its subject.
+    const statement = await client.pushBlob('team/attested', Buffer.from('{"_type":"https://in-toto.io/Statement/v0.1"}'));
+    const emptyConfig = await client.pushBlob('team/attested', Buffer.from('{}'));
+    const attestation = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: emptyConfig.digest, size: emptyConfig.size }, layers: [{ mediaType: 'application/vnd.in-toto+json', digest: statement.digest, size: statement.size }] }));
+    const att = await client.putManifest('team/attested', sha256Digest(attestation), OCI_MANIFEST, attestation);
+    const builderIndex = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [
+        { mediaType: OCI_MANIFEST, digest: arm64.digest, size: arm64.size, platform: { architecture: 'arm64', os: 'linux' } },
+        { mediaType: OCI_MANIFEST, digest: att.digest, size: att.size, platform: { architecture: 'unknown', os: 'unknown' }, annotations: { 'vnd.docker.reference.digest': arm64.digest, 'vnd.docker.reference.type': 'attestation-manifest' } },
+      ],
+    }));
+    const nested = await client.putManifest('team/attested', sha256Digest(builderIndex), OCI_INDEX, builderIndex);
+    client.close();
+    const { digest } = await pushImageIndex([`${registry.host}/team/attested:1`], [amd64, { platform: 'linux/arm64', digest: nested.digest, mediaType: '', size: 0 }], credentials);
+    const res = await registry.request('/v2/team/attested/manifests/1', { headers: { accept: OCI_INDEX } });
+    assert.equal(res.headers['docker-content-digest'], digest);
+    const index = JSON.parse(res.body.toString()) as { manifests: { digest: string; platform: { os: string; architecture: string }; annotations?: Record<string, string> }[] };
+    assert.deepEqual(index.manifests.map((m) => [m.digest, `${m.platform.os}/${m.platform.architecture}`]), [[amd64.digest, 'linux/amd64'], [arm64.digest, 'linux/arm64'], [att.digest, 'unknown/unknown']]);
+    assert.equal(index.manifests[2]!.annotations?.['vnd.docker.reference.digest'], arm64.digest);
+  });
+
   test('a wrong password is a REGISTRY_FAILED error naming the URL, the 401 and where the credentials came from', async () => {
     const client = new RegistryClient(registry.host, credentials);
     const image = await pushImage(client, 'team/wrongpw', 'linux/amd64');

@@ -66,8 +66,17 @@ function hostOfKey(key: string): string {
 export function dockerConfigFile(env: Env): string | undefined {
   const dir = env['DOCKER_CONFIG'];
   if (dir) return path.join(path.resolve(dir), 'config.json');
-  const home = env['HOME'] || os.userInfo().homedir;
+  const home = env['HOME'] || homeOfUser();
   return home ? path.join(home, '.docker', 'config.json') : undefined;
+}
+
+/** The user's home from the password database, as Go's os.UserHomeDir falls back to; undefined without one. */
+function homeOfUser(): string | undefined {
+  try {
+    return os.userInfo().homedir || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
