@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { parseCommandLine } from '../src/commandLine.js';
 import { buildCommandSpec } from '../src/build/buildCommand.js';
 import { buildOptionsOf, frontendAttrsOf } from '../src/build/buildOptions.js';
-import { solveCacheOf } from '../src/build/cacheOptions.js';
+import { checkBuilderCache, solveCacheOf } from '../src/build/cacheOptions.js';
 
 async function withContext(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'slipway-opts-'));
@@ -142,5 +142,16 @@ test('--ssh forwards agent sockets: default from SSH_AUTH_SOCK, ID=SOCKET; a mis
     } finally {
       server.close();
     }
+  });
+});
+
+test('a builder on Docker\'s classic image store may export cache inline only: anything else is refused before the solve, by name', async () => {
+  await withContext(async (dir) => {
+    const classic = { exporters: ['local', 'tar', 'moby'], description: "Docker Engine's BuildKit with the classic image store (worker moby)" };
+    const modern = { exporters: ['local', 'tar', 'image', 'docker', 'oci', 'moby'], description: 'BuildKit' };
+    const registry = parse(['--cache-to', 'type=registry,ref=r/a:c', '--cache-to', 'type=inline', dir]).options.cache;
+    assert.throws(() => checkBuilderCache(registry, classic, 'linux/amd64'), /the linux\/amd64 builder cannot do --cache-to type=registry: .*classic image store.* exports cache inline only/);
+    checkBuilderCache(registry, modern, 'linux/amd64');
+    checkBuilderCache(parse(['--cache-to', 'type=inline', '--cache-from', 'r/a:c', dir]).options.cache, classic, 'linux/amd64');
   });
 });

@@ -3,6 +3,7 @@ import type { CommandLine } from '../commandLine.js';
 import { CliError } from '../cliError.js';
 import { fields } from './csvFields.js';
 import type { GrpcStatusError } from './grpcStatusError.js';
+import type { BuilderCapabilities } from './builderCapabilities.js';
 
 // --cache-from / --cache-to as buildx reads them, for the Solve request's CacheOptions: where
 // the builder imports cache from and where it exports the build's cache to. Only what needs no
@@ -100,5 +101,21 @@ export function cacheRefusalOf(err: GrpcStatusError, platform: Platform): CliErr
     `the ${platform} builder cannot do ${flag} type=${m[2]}: its BuildKit has no "${m[2]}" cache ${m[1]} (${err.details}). ` +
       `Docker Engine's BuildKit with the classic image store exports inline cache only: use --cache-to type=inline there, or a builder with the containerd image store or buildkitd.`,
     { cause: err },
+  );
+}
+
+/**
+ * Refuses, before any solve starts, a cache export the builder cannot make. A builder without
+ * the image exporter is Docker Engine's BuildKit on the classic image store, whose only cache
+ * exporter is inline (its importers, registry and local, are all there).
+ */
+export function checkBuilderCache(cache: CacheOptions, capabilities: BuilderCapabilities, platform: Platform): void {
+  if (capabilities.exporters.includes('image')) return;
+  const refused = cache.exports.find((e) => e.type !== 'inline');
+  if (!refused) return;
+  throw new CliError(
+    'CONFIG_INVALID',
+    `the ${platform} builder cannot do --cache-to type=${refused.type}: ${capabilities.description} exports cache inline only. ` +
+      'Use --cache-to type=inline there, or a builder with the containerd image store or buildkitd.',
   );
 }

@@ -23,7 +23,7 @@ import { progressDisplay } from './progressDisplay.js';
 import { SessionServer } from './sessionServer.js';
 import { serveRegistryAuth } from './registryAuthService.js';
 import { serveSshForward } from './sshForward.js';
-import { cacheRefusalOf, solveCacheOf } from './cacheOptions.js';
+import { cacheRefusalOf, checkBuilderCache, solveCacheOf } from './cacheOptions.js';
 
 // One `slipway build`: a solve per platform, in parallel, each on its own tunnel stream to a
 // builder of that platform, each with its own session serving the context and receiving the output.
@@ -122,6 +122,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
   try {
     const capabilities = await probeBuilder(connection);
     checkBuilderCan(options.output, capabilities, platform);
+    checkBuilderCache(options.cache, capabilities, platform);
     exporter = exporterFor(options.output, { platform, outputSub, capabilities }, server);
     preflight.pass();
     await preflight.all;
