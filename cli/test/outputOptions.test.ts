@@ -5,7 +5,7 @@ import { parseCommandLine } from '../src/commandLine.js';
 import { buildCommandSpec } from '../src/build/buildCommand.js';
 import { outputOf } from '../src/build/outputOptions.js';
 import { exporterFor } from '../src/build/outputExporter.js';
-import { checkBuilderCan, type BuilderCapabilities } from '../src/build/builderCapabilities.js';
+import { capabilitiesOf, checkBuilderCan, type BuilderCapabilities } from '../src/build/builderCapabilities.js';
 import { imageIdOf, metadataOf } from '../src/build/buildMetadata.js';
 import { SessionServer } from '../src/build/sessionServer.js';
 import { PreflightBarrier } from '../src/build/preflightBarrier.js';
@@ -124,6 +124,30 @@ test('a classic Docker Engine\'s BuildKit refuses push, docker, oci and load by 
     assert.doesNotThrow(() => checkBuilderCan(output, MODERN, 'linux/amd64'));
   }
   for (const argv of [['-o', 'type=local,dest=x'], ['-o', 'type=tar,dest=x.tar'], ['-o', 'type=image,name=a'], []]) assert.doesNotThrow(() => checkBuilderCan(parse(argv).output, CLASSIC, 'linux/amd64'));
+});
+
+test('the builder told apart by its workers (as dockerd 20.10, dockerd 26 with the containerd store and buildkitd answer ListWorkers)', () => {
+  // dockerd 20.10: one worker, ID moby, no labels.
+  assert.deepEqual(capabilitiesOf([{ ID: 'moby', Labels: {} }]).exporters, ['local', 'tar', 'moby']);
+  // dockerd 26 with the containerd image store: BuildKit's containerd worker, with moby's own label.
+  const engine26 = capabilitiesOf([
+    {
+      ID: '6sk2hjkuy3nxr88qr9y9mgbyi',
+      Labels: {
+        'org.mobyproject.buildkit.worker.executor': 'containerd',
+        'org.mobyproject.buildkit.worker.moby.host-gateway-ip': '<nil>',
+        'org.mobyproject.buildkit.worker.containerd.namespace': 'moby',
+        'org.mobyproject.buildkit.worker.network': 'host',
+        'org.mobyproject.buildkit.worker.snapshotter': 'overlayfs',
+      },
+    },
+  ]);
+  assert.deepEqual(engine26.exporters, ['local', 'tar', 'image', 'docker', 'oci', 'moby']);
+  assert.match(engine26.description, /containerd image store \(snapshotter overlayfs\)/);
+  // A newer Engine with the classic store labels its moby worker but names no snapshotter.
+  assert.deepEqual(capabilitiesOf([{ ID: 'moby', Labels: { 'org.mobyproject.buildkit.worker.moby.host-gateway-ip': '172.17.0.1' } }]).exporters, ['local', 'tar', 'moby']);
+  // buildkitd's OCI worker.
+  assert.deepEqual(capabilitiesOf([{ ID: 'w1', Labels: { 'org.mobyproject.buildkit.worker.executor': 'oci', 'org.mobyproject.buildkit.worker.snapshotter': 'overlayfs' } }]).exporters, ['local', 'tar', 'image', 'docker', 'oci']);
 });
 
 test('metadata as buildx writes it: base64 JSON values embedded, others kept; the image ID is the config digest', () => {

@@ -27,7 +27,7 @@ export interface BuilderCapabilities {
   description: string;
 }
 
-interface WorkerRecord {
+export interface WorkerRecord {
   ID: string;
   Labels: Record<string, string>;
 }
@@ -35,7 +35,11 @@ interface WorkerRecord {
 export async function probeBuilder(connection: ClientHttp2Session): Promise<BuilderCapabilities> {
   const codec = methodCodec<{ filter: string[] }, { record: WorkerRecord[] }>('moby.buildkit.v1.Control', 'ListWorkers');
   const answer = await GrpcClientCall.unary(connection, codec, { filter: [] });
-  const workers = answer.record;
+  return capabilitiesOf(answer.record);
+}
+
+/** What the workers ListWorkers reported say the builder can export. */
+export function capabilitiesOf(workers: WorkerRecord[]): BuilderCapabilities {
   const classic = workers.length > 0 && workers.every((w) => w.ID === 'moby' || w.Labels[SNAPSHOTTER_LABEL] === undefined);
   if (classic) return { exporters: ['local', 'tar', 'moby'], description: "Docker Engine's BuildKit with the classic image store (worker moby)" };
   const snapshotter = workers.map((w) => w.Labels[SNAPSHOTTER_LABEL]).find((s) => s !== undefined);
