@@ -126,7 +126,12 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     exporter = exporterFor(options.output, { platform, outputSub, capabilities }, server);
     preflight.pass();
     await preflight.all;
-  } catch (err) {
+  } catch (caught) {
+    // A builder that could not be asked is a lost tunnel, not a refusal.
+    const err =
+      caught instanceof GrpcStatusError
+        ? new CliError(tunnelError?.code ?? 'TUNNEL_FAILED', `could not ask the ${platform} builder what it can export (ListWorkers): ${tunnelError?.message ?? caught.details}`, { cause: caught })
+        : caught;
     preflight.fail(err);
     connection.destroy();
     bytes.destroy();
