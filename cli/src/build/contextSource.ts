@@ -1,16 +1,34 @@
+import { createHash } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
+import { readFileSync } from 'node:fs';
 import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { PathPatterns } from './pathPatterns.js';
 import { GRPC_NOT_FOUND, GrpcStatusError } from './grpcStatusError.js';
 import type { ServerCall } from './sessionServer.js';
-import { PACKET_DATA, PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT, decodePacket, encodePacket, kindOf, wireStatOf, type WireStat } from './fsutilPacket.js';
+import { PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT, dataPacketHeader, decodePacket, encodePacket, kindOf, wireStatOf, type WireStat } from './fsutilPacket.js';
 
 // The local folders a build may read (the context, the Dockerfile's folder), served to BuildKit
 // through FileSync.DiffCopy as fsutil's sender. BuildKit names the folder (dir-name) and says
 // which paths it wants (include-patterns, exclude-patterns: the frontend turns .dockerignore
 // into the latter), so filtering happens here and ignored files never leave the machine.
 
+/** Payload of one DATA packet: well under the 4 MiB a gRPC peer accepts by default. */
 const CHUNK_BYTES = 1024 * 1024;
+/**
+ * Files read and sent at once: BuildKit asks for many at a time, and each costs a few file-system
+ * round trips. As many as fsutil's own sender (4): more, with large files, was seen to make older
+ * BuildKit (Engine 20.10) drop the session mid-transfer.
+ */
+const FILES_IN_FLIGHT = 4;
+/** lstat calls at once within one folder (libuv's pool runs 4; a few more keep it busy). */
+const STATS_IN_FLIGHT = 16;
+
+/** Counters of each DiffCopy served, for benchmarks (published only when someone subscribes). */
+const uploadChannel = channel('slipway:build:upload');
+const now = (): number => performance.timeOrigin + performance.now();
 
 export interface ContextEntry {
   stat: WireStat;
@@ -22,20 +40,40 @@ function byBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
+/** `fn` over `items` with at most `limit` calls running, results in the items' order. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 export async function listContext(root: string, includes: PathPatterns, excludes: PathPatterns): Promise<ContextEntry[]> {
   const entries: ContextEntry[] = [];
   const walk = async (absDir: string, relDir: string): Promise<void> => {
     const names = (await readdir(absDir)).sort(byBytes);
-    for (const name of names) {
-      const rel = relDir === '' ? name : `${relDir}/${name}`;
+    // Stat a folder's entries together (the order of the result is still the names' order).
+    const stats = await mapLimited(names, STATS_IN_FLIGHT, async (name) => {
       const abs = path.join(absDir, name);
       const st = await lstat(abs, { bigint: true });
+      return { st, linkname: st.isSymbolicLink() ? await readlink(abs) : '' };
+    });
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      const { st, linkname } = stats[i]!;
+      const rel = relDir === '' ? name : `${relDir}/${name}`;
       const isDir = st.isDirectory();
       const included = includes.empty || includes.matches(rel);
       if (!included && !(isDir && includes.mayHoldMatches(rel, false))) continue;
       const excluded = excludes.matches(rel);
       if (excluded && !(isDir && excludes.hasExclusions && excludes.mayHoldMatches(rel, true))) continue;
-      const linkname = st.isSymbolicLink() ? await readlink(abs) : '';
+      const abs = path.join(absDir, name);
       entries.push({ stat: wireStatOf(rel, st, linkname), absPath: abs });
       if (!isDir) continue;
       const mark = entries.length;
@@ -65,6 +103,30 @@ async function followed(root: string, paths: string[]): Promise<string[]> {
   return out;
 }
 
+/**
+ * The session's shared key for a context folder: the same for every build of that folder from
+ * this machine and user, so BuildKit diffs the new upload against the last one and only changed
+ * files travel (an incremental build sends what changed, as docker build does). The machine's
+ * identity is part of it because BuildKit trusts matching stats (size, mtime, mode) to mean
+ * matching contents: another machine's folder of the same path must not match.
+ */
+export function contextSharedKey(contextDir: string): string {
+  let machine = '';
+  try {
+    machine = readFileSync('/etc/machine-id', 'utf8').trim();
+  } catch {
+    // No machine id (not systemd, not Linux): the host name and user still tell machines apart.
+  }
+  const user = process.getuid?.() ?? os.userInfo().username;
+  return createHash('sha256').update(`slipway:${machine}:${os.hostname()}:${user}:${path.resolve(contextDir)}`).digest('hex');
+}
+
+interface UploadCounters {
+  filesSent: number;
+  bytesSent: number;
+  packets: number;
+}
+
 export class ContextSource {
   private readonly dirs = new Map<string, string>();
 
@@ -75,6 +137,7 @@ export class ContextSource {
 
   /** Serves one FileSync.DiffCopy call. */
   async serve(call: ServerCall): Promise<void> {
+    const startedAt = now();
     const name = call.metadata('dir-name')[0] ?? '';
     const root = this.dirs.get(name);
     if (root === undefined) throw new GrpcStatusError(GRPC_NOT_FOUND, `no access allowed to dir "${name}"`, 'FileSync');
@@ -86,49 +149,81 @@ export class ContextSource {
       await call.send(encodePacket({ type: PACKET_ERR, data: Buffer.from((err as Error).message) }));
       throw err;
     }
-    const files = new Map<number, string>();
+    const listedAt = now();
+    const counters: UploadCounters = { filesSent: 0, bytesSent: 0, packets: 0 };
+    // BuildKit names files by their index in the listing; only regular files can be asked for.
+    const files = new Map<number, ContextEntry>();
     const sending = (async () => {
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!;
-        if (kindOf(entry.stat.mode) === 'file') files.set(i, entry.absPath);
+        if (kindOf(entry.stat.mode) === 'file') files.set(i, entry);
         await call.send(encodePacket({ type: PACKET_STAT, stat: entry.stat }));
       }
       await call.send(encodePacket({ type: PACKET_STAT }));
+      counters.packets += entries.length + 1;
     })();
-    let sendFailure: unknown;
-    sending.catch((err: unknown) => (sendFailure = err));
-    for await (const raw of call.messages()) {
-      const packet = decodePacket(raw);
-      if (packet.type === PACKET_REQ) {
-        await sending;
-        const file = files.get(packet.ID);
-        if (file === undefined) throw new Error(`BuildKit asked for file ${packet.ID}, which is not a file this session listed`);
-        files.delete(packet.ID);
-        await this.sendFile(call, packet.ID, file);
-      } else if (packet.type === PACKET_FIN) {
-        await sending;
-        await call.send(encodePacket({ type: PACKET_FIN }));
-        return;
-      } else if (packet.type === PACKET_ERR) {
-        throw new Error(`BuildKit failed to receive ${name}: ${packet.data.toString()}`);
+    // A failure while files are in flight must end the call at once: BuildKit would wait for them forever.
+    let failed: (err: unknown) => void = () => {};
+    const failure = new Promise<never>((_, reject) => (failed = reject));
+    failure.catch(() => {});
+    sending.catch((err: unknown) => failed(err));
+    const inFlight = new Set<Promise<void>>();
+    const messages = call.messages()[Symbol.asyncIterator]();
+    try {
+      for (;;) {
+        const next = await Promise.race([messages.next(), failure]);
+        if (next.done) break;
+        const packet = decodePacket(next.value);
+        if (packet.type === PACKET_REQ) {
+          await Promise.race([sending, failure]);
+          const entry = files.get(packet.ID);
+          if (entry === undefined) throw new Error(`BuildKit asked for file ${packet.ID}, which is not a file this session listed`);
+          files.delete(packet.ID);
+          if (inFlight.size >= FILES_IN_FLIGHT) await Promise.race([Promise.race(inFlight), failure]);
+          const sent = this.sendFile(call, packet.ID, entry, counters).then(
+            () => void inFlight.delete(sent),
+            (err: unknown) => failed(err),
+          );
+          inFlight.add(sent);
+        } else if (packet.type === PACKET_FIN) {
+          await Promise.race([sending, failure]);
+          await Promise.race([Promise.all(inFlight), failure]);
+          await call.send(encodePacket({ type: PACKET_FIN }));
+          if (uploadChannel.hasSubscribers) uploadChannel.publish({ dir: name, startedAt, listedAt, finishedAt: now(), entries: entries.length, ...counters });
+          return;
+        } else if (packet.type === PACKET_ERR) {
+          throw new Error(`BuildKit failed to receive ${name}: ${packet.data.toString()}`);
+        }
       }
+    } finally {
+      // Stop reading files nobody will take; what is in flight ends on its own.
+      files.clear();
     }
-    if (sendFailure) throw sendFailure;
+    await Promise.race([sending, failure]);
     throw new Error(`BuildKit ended the transfer of ${name} without finishing it`);
   }
 
-  private async sendFile(call: ServerCall, id: number, file: string): Promise<void> {
-    const handle = await open(file, 'r');
+  private async sendFile(call: ServerCall, id: number, entry: ContextEntry, counters: UploadCounters): Promise<void> {
+    const handle = await open(entry.absPath, 'r');
     try {
+      // One byte more than the listed size: a short read then says the file ended, without a
+      // second read (a file that grew since it was listed is read on to its new end, as fsutil does).
+      let want = Math.min(Number(entry.stat.size) + 1, CHUNK_BYTES);
       for (;;) {
-        const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-        const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, null);
+        const buffer = Buffer.allocUnsafe(want);
+        const { bytesRead } = await handle.read(buffer, 0, want, null);
         if (bytesRead === 0) break;
-        await call.send(encodePacket({ type: PACKET_DATA, ID: id, data: buffer.subarray(0, bytesRead) }));
+        await call.sendParts([dataPacketHeader(id, bytesRead), buffer.subarray(0, bytesRead)]);
+        counters.bytesSent += bytesRead;
+        counters.packets++;
+        if (bytesRead < want) break;
+        want = CHUNK_BYTES;
       }
     } finally {
       await handle.close();
     }
-    await call.send(encodePacket({ type: PACKET_DATA, ID: id }));
+    await call.send(dataPacketHeader(id, 0));
+    counters.filesSent++;
+    counters.packets++;
   }
 }

@@ -34,6 +34,33 @@ const codec = methodCodec<Packet, Packet>('moby.filesync.v1.FileSync', 'DiffCopy
 export const encodePacket = (packet: Partial<Packet>): Buffer => codec.encodeRequest(packet as Packet);
 export const decodePacket = (bytes: Buffer): Packet => codec.decodeRequest(bytes);
 
+function varint(out: number[], value: number): void {
+  let v = value >>> 0;
+  while (v > 0x7f) {
+    out.push((v & 0x7f) | 0x80);
+    v >>>= 7;
+  }
+  out.push(v);
+}
+
+/**
+ * The bytes of a DATA packet that come before its payload (type, ID, then the data field's tag and
+ * length), as protobuf encodes them: the payload follows as it is, so file contents are never
+ * copied into a packet. With an empty payload this is the whole end-of-file packet.
+ */
+export function dataPacketHeader(id: number, payloadBytes: number): Buffer {
+  const out = [0x08, PACKET_DATA];
+  if (id !== 0) {
+    out.push(0x18);
+    varint(out, id);
+  }
+  if (payloadBytes > 0) {
+    out.push(0x22);
+    varint(out, payloadBytes);
+  }
+  return Buffer.from(out);
+}
+
 const GO_DIR = 2 ** 31;
 const GO_SYMLINK = 2 ** 27;
 const GO_DEVICE = 2 ** 26;

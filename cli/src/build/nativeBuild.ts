@@ -10,7 +10,7 @@ import type { BuildOptions } from './buildOptions.js';
 import { frontendAttrsOf } from './buildOptions.js';
 import { BuildFailure } from './buildFailure.js';
 import { ClientSession } from './clientSession.js';
-import { ContextSource } from './contextSource.js';
+import { ContextSource, contextSharedKey } from './contextSource.js';
 import { GrpcClientCall } from './grpcClientCall.js';
 import { GRPC_NOT_FOUND, GrpcStatusError } from './grpcStatusError.js';
 import { exporterFor } from './outputExporter.js';
@@ -140,7 +140,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     throw preflight.firstFailure(err);
   }
 
-  const session = new ClientSession(server, `slipway build ${path.basename(options.contextDir)}`);
+  const session = new ClientSession(server, `slipway build ${path.basename(options.contextDir)}`, contextSharedKey(options.contextDir));
   const sessionDone = session.start(connection);
   sessionDone.catch(() => {});
   const ref = randomBytes(16).toString('hex');

@@ -1,6 +1,6 @@
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { GrpcFrameDecoder, encodeGrpcFrame } from '@slipway/proto';
+import { GrpcFrameDecoder } from '@slipway/proto';
 import { MessageQueue } from './messageQueue.js';
 import { GRPC_OK, GRPC_UNIMPLEMENTED, GRPC_UNKNOWN, GrpcStatusError } from './grpcStatusError.js';
 
@@ -11,10 +11,15 @@ import { GRPC_OK, GRPC_UNIMPLEMENTED, GRPC_UNKNOWN, GrpcStatusError } from './gr
 // exporter although its declared type is one.
 
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+/** Bytes a call may have written and not yet handed to the connection before its senders wait. */
+const MAX_UNSENT_BYTES = 4 * 1024 * 1024;
 
 export class ServerCall {
   private readonly queue: MessageQueue<Buffer>;
   private responded = false;
+  /** Bytes written to the stream whose write has not completed yet. */
+  private unsent = 0;
+  private readonly turns: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
 
   constructor(
     private readonly stream: ServerHttp2Stream,
@@ -36,6 +41,9 @@ export class ServerCall {
     });
     stream.on('end', () => this.queue.end());
     stream.on('error', (err: Error) => this.queue.end(err));
+    stream.on('close', () => {
+      for (const turn of this.turns.splice(0)) turn.reject(this.gone());
+    });
     stream.on('close', () => this.queue.end(stream.rstCode ? new GrpcStatusError(undefined, `the builder cancelled the call (HTTP/2 code ${stream.rstCode})`, String(headers[':path'])) : undefined));
   }
 
@@ -60,15 +68,44 @@ export class ServerCall {
     this.stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
   }
 
+  /** Sends one message; resolves once it is written or, while much is still unsent, when its turn comes. */
   send(message: Buffer): Promise<void> {
+    return this.sendParts([message]);
+  }
+
+  /**
+   * Sends one message given as consecutive pieces (a header and a payload, say), so a large
+   * payload is written as it is rather than copied into a frame. Senders do not wait for each
+   * write to complete (an event-loop round per message), but what is written and not yet
+   * handed to the connection is bounded: everything queued here is also queued ahead of the
+   * session's other calls on the one connection, BuildKit's health checks among them, which end
+   * the session when they go unanswered for long (10 s on older BuildKit).
+   */
+  async sendParts(parts: readonly Buffer[]): Promise<void> {
     this.respond();
-    return new Promise((resolve, reject) => {
-      if (this.stream.destroyed) {
-        reject(new GrpcStatusError(undefined, 'the builder went away', String(this.headers[':path'])));
-        return;
-      }
-      this.stream.write(encodeGrpcFrame(message), (err) => (err ? reject(err) : resolve()));
-    });
+    if (this.unsent >= MAX_UNSENT_BYTES || this.turns.length > 0) {
+      await new Promise<void>((resolve, reject) => this.turns.push({ resolve, reject }));
+    }
+    if (this.stream.destroyed || this.stream.writableEnded) throw this.gone();
+    let length = 0;
+    for (const part of parts) length += part.length;
+    const prefix = Buffer.allocUnsafe(5);
+    prefix.writeUInt8(0, 0);
+    prefix.writeUInt32BE(length, 1);
+    this.unsent += length + 5;
+    const written = (): void => {
+      this.unsent -= length + 5;
+      while (this.turns.length > 0 && this.unsent < MAX_UNSENT_BYTES) this.turns.shift()!.resolve();
+    };
+    this.stream.cork();
+    const last = parts.findLastIndex((p) => p.length > 0);
+    this.stream.write(prefix, last < 0 ? written : undefined);
+    for (let i = 0; i <= last; i++) if (parts[i]!.length > 0) this.stream.write(parts[i], i === last ? written : undefined);
+    this.stream.uncork();
+  }
+
+  private gone(): GrpcStatusError {
+    return new GrpcStatusError(undefined, 'the builder went away', String(this.headers[':path']));
   }
 
   finish(code: number, message = ''): void {
