@@ -222,3 +222,16 @@ test('tty: several platforms share one view, their steps told apart by prefix an
   assert.match(final, /^ => ERROR \[linux\/arm64\] \[3\/3\] RUN/m);
   assert.equal(arm.failedStep()?.name, amd.failedStep()?.name);
 });
+
+test('tty: steps are listed in the order they started, not the order BuildKit first named them', () => {
+  let out = '';
+  const view = new TtyProgress((t) => (out += t), new FakeTerminal(80), () => 20_000);
+  const solve = view.solve('');
+  const vertex = (digest: string, name: string, started: number | null) => ({ digest, inputs: [], name, cached: false, started: started === null ? null : ts(started), completed: null, error: '' });
+  solve.update({ ...empty, vertexes: [vertex('run', '[2/2] RUN make', null), vertex('copy', '[1/2] COPY . /src', null)] });
+  solve.update({ ...empty, vertexes: [vertex('copy', '[1/2] COPY . /src', 11)] });
+  solve.update({ ...empty, vertexes: [vertex('run', '[2/2] RUN make', 12)] });
+  view.finish();
+  const final = framesOf(out)[0]!;
+  assert.deepEqual(final.slice(1).map((l) => l.replace(/ +[\d.]+s$/, '')), [' => [1/2] COPY . /src', ' => [2/2] RUN make']);
+});

@@ -31,6 +31,7 @@ interface Transfer {
 interface Step {
   solve: TtySolve;
   name: string;
+  /** When it was first seen started or cached: steps are listed in the order they began, as they ran. */
   order: number;
   started: number | undefined;
   completed: number | undefined;
@@ -82,6 +83,7 @@ class TtySolve implements SolveProgress {
         this.offset ??= this.view.nowSeconds() - started;
       }
       step.cached ||= v.cached;
+      if (step.order < 0 && (step.started !== undefined || step.cached)) step.order = this.view.nextOrder();
       const completed = secondsOf(v.completed);
       if (completed !== undefined) step.completed = completed;
       if (v.error) step.error = v.error;
@@ -123,7 +125,7 @@ class TtySolve implements SolveProgress {
   private step(digest: string, name: string): Step {
     let step = this.steps.get(digest);
     if (!step) {
-      step = { solve: this, name, order: this.view.nextOrder(), started: undefined, completed: undefined, cached: false, error: '', tail: [], partial: '', transfers: new Map() };
+      step = { solve: this, name, order: -1, started: undefined, completed: undefined, cached: false, error: '', tail: [], partial: '', transfers: new Map() };
       this.steps.set(digest, step);
     }
     return step;
