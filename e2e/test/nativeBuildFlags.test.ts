@@ -157,6 +157,17 @@ for (const flavor of ['26', '20.10'] as const) describe(`slipway build flags aga
     assert.equal(quiet.stderr, '', 'quiet: nothing but errors');
   });
 
+  if (flavor === '26') test('--progress=quiet with an image pushed: nothing on stderr, the image ID (its config digest) alone on stdout', async () => {
+    const ctx = await context('quiet-image', ['FROM scratch', 'COPY busybox /bin/busybox']);
+    const result = await slipwayBuild(['--progress=quiet', '--output', `type=image,name=${registry.host}/quiet:1,push=true`, ctx.dir]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, '');
+    assert.match(result.stdout, /^sha256:[0-9a-f]{64}\n$/);
+    const manifest = await registry.request('/v2/quiet/manifests/1', { headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' } });
+    assert.equal(manifest.status, 200);
+    assert.equal(result.stdout.trim(), (JSON.parse(manifest.body.toString()) as { config: { digest: string } }).config.digest, 'the image ID is the pushed image\'s config digest');
+  });
+
   // The renderer does not depend on the builder: one flavour is enough.
   if (flavor === '26') test('on a terminal, auto is the live tty view: redrawn in place, CACHED steps, timings, FINISHED', async () => {
     const ctx = await context('tty', ['FROM scratch', 'COPY busybox /bin/busybox', `${RUN} ["/bin/busybox","sh","-c","echo tty-log-line; /bin/busybox sleep 1"]`]);
