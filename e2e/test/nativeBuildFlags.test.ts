@@ -254,6 +254,23 @@ for (const flavor of ['26', '20.10'] as const) describe(`slipway build flags aga
       assert.equal(third.code, 0, third.stderr);
       assert.notEqual(await random(3), await random(1));
     });
+
+    test('--cache-to type=inline puts the cache in the pushed image\'s config; a bare --cache-from IMAGE on a pruned builder reuses it', async () => {
+      const ctx = await context('inline', ['FROM scratch', 'COPY busybox /bin/busybox', `${RUN} ["/bin/busybox","sh","-c","/bin/busybox head -c 16 /dev/urandom | /bin/busybox od -x > /random.txt"]`]);
+      const image = `${registry.host}/inline:1`;
+      const first = await slipwayBuild(['--cache-to', 'type=inline', '--output', `type=image,name=${image},push=true`, ctx.dir]);
+      assert.equal(first.code, 0, first.stderr);
+      const manifest = await registry.request('/v2/inline/manifests/1', { headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' } });
+      const configDigest = (JSON.parse(manifest.body.toString()) as { config: { digest: string } }).config.digest;
+      const config = JSON.parse((await registry.request(`/v2/inline/blobs/${configDigest}`)).body.toString()) as Record<string, unknown>;
+      assert.ok('moby.buildkit.cache.v0' in config, `the image config carries BuildKit's inline cache: ${Object.keys(config).join(', ')}`);
+      await pruneBuildCache(dockerd);
+      const second = await slipwayBuild(['--cache-from', image, '--output', `type=local,dest=${path.join(scratch.path, 'inline-2')}`, '--progress=plain', ctx.dir]);
+      assert.equal(second.code, 0, second.stderr);
+      const run = /^#(\d+) \[\d\/\d\] RUN .*$/m.exec(second.stderr);
+      assert.ok(run, second.stderr);
+      assert.match(second.stderr, new RegExp(`^#${run[1]} CACHED$`, 'm'), `the RUN step came from the image's inline cache:\n${second.stderr}`);
+    });
   } else {
     test('a registry cache export is refused on dockerd 20.10\'s builder, naming the cache type', async () => {
       const ctx = await context('cache-old', ['FROM scratch', 'COPY busybox /bin/busybox']);
