@@ -4,7 +4,8 @@
 #
 #   - Debian 12 packages: redis-server, redis-tools (redis-cli), docker.io (dockerd 20.10 + containerd + runc), busybox-static,
 #     docker-registry, squid, haproxy, socat, openssl, ca-certificates; for the builder VM's boot files
-#     (deploy/builder): cloud-init (its schema check), shellcheck, nftables.
+#     (deploy/builder): cloud-init (its schema check), shellcheck, nftables; openssh-client (a real ssh-agent,
+#     ssh-keygen and ssh-add for slipway build --ssh's tests).
 #   - Debian 13 docker.io / docker-buildx / docker-compose, fetched with a private apt configuration
 #     and unpacked (not installed) into $DEBIAN13_DIR/root; the system's apt sources stay untouched.
 #
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 DEBIAN13_DIR="${SLIPWAY_DEBIAN13_DIR:-/opt/debian13}"
-APT_PACKAGES=(redis-server redis-tools docker.io busybox-static docker-registry squid haproxy socat openssl ca-certificates cloud-init shellcheck nftables)
+APT_PACKAGES=(redis-server redis-tools docker.io busybox-static docker-registry squid haproxy socat openssl ca-certificates cloud-init shellcheck nftables openssh-client)
 DEBIAN13_PACKAGES=(docker.io docker-buildx docker-compose)
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
