@@ -187,7 +187,7 @@ for (const flavor of ['26', '20.10'] as const) describe(`slipway build flags aga
     assert.match(second.stdout, / => CACHED \[2\/2\] RUN .* 0\.0s/);
   });
 
-  test('--ssh default and --ssh default=KEYFILE: a RUN --mount=type=ssh step talks to the forwarded agent, which lists the user\'s key', async () => {
+  test('--ssh default and --ssh ID=KEYFILE: RUN --mount=type=ssh steps talk to the forwarded agent, which lists the user\'s key', async () => {
     const agent = await startSshAgent(await fs.mkdtemp(path.join(scratch.path, 'ssh-')));
     try {
       const ctx = await context('ssh', [
@@ -207,17 +207,19 @@ for (const flavor of ['26', '20.10'] as const) describe(`slipway build flags aga
       assert.equal(answer[4], 12, `SSH_AGENT_IDENTITIES_ANSWER; got ${answer.toString('hex').slice(0, 40)}`);
       assert.equal(answer.readUInt32BE(5), 1, 'one key');
       assert.ok(answer.includes(Buffer.from(KEY_COMMENT)), 'the key\'s comment came through the forwarded socket');
-      // The key file itself (--ssh ID=KEYFILE): our own agent holds it and answers the same way.
+      // A named, required mount served from the key file itself (--ssh ID=KEYFILE): our own agent
+      // holds the key; the ID travels in the ForwardAgent call's metadata.
+      await fs.writeFile(ctx.dockerfilePath, (await fs.readFile(ctx.dockerfilePath, 'utf8')).replace('--mount=type=ssh ', '--mount=type=ssh,id=deploy,required=true '));
       const keyDest = `${dest}-key`;
-      const keyed = await slipwayBuild(['--no-cache', '--ssh', `default=${agent.keyFile}`, '--output', `type=local,dest=${keyDest}`, ctx.dir]);
+      const keyed = await slipwayBuild(['--ssh', `deploy=${agent.keyFile}`, '--output', `type=local,dest=${keyDest}`, ctx.dir]);
       assert.equal(keyed.code, 0, keyed.stderr);
       const keyedAnswer = await fs.readFile(path.join(keyDest, 'agent-answer.bin'));
       assert.equal(keyedAnswer[4], 12);
       assert.ok(keyedAnswer.includes(Buffer.from(KEY_COMMENT)), 'the key file\'s comment came through the forwarded socket');
-      // Without --ssh, a required ssh mount fails, naming what is missing.
-      const without = await slipwayBuild(['--no-cache', ctx.dir]);
-      assert.notEqual(without.code, 0);
-      assert.match(without.stderr, /ssh/i);
+      // Forwarding another ID only: the required mount fails, naming the one missing.
+      const without = await slipwayBuild(['--no-cache', '--ssh', 'default', ctx.dir], { SSH_AUTH_SOCK: agent.socket });
+      assert.equal(without.code, 1, without.stderr);
+      assert.match(without.stderr, /unset ssh forward key deploy/);
     } finally {
       agent.process.kill();
     }
