@@ -79,7 +79,7 @@ test('--cache-from/--cache-to become the Solve request\'s cache imports and expo
   await withContext(async (dir) => {
     const { options, problems } = parse(['--cache-from', '127.0.0.1:5000/app:cache', '--cache-from', 'type=registry,ref=r/b:c', '--cache-to', 'type=registry,ref=127.0.0.1:5000/app:cache,mode=max,image-manifest=true', '--cache-to', 'type=inline', dir]);
     assert.deepEqual(problems, []);
-    assert.deepEqual(solveCacheOf(options.cache), {
+    assert.deepEqual(solveCacheOf(options.cache, 'linux/amd64', ['linux/amd64']), {
       Imports: [
         { Type: 'registry', Attrs: { ref: '127.0.0.1:5000/app:cache' } },
         { Type: 'registry', Attrs: { ref: 'r/b:c' } },
@@ -153,5 +153,18 @@ test('a builder on Docker\'s classic image store may export cache inline only: a
     assert.throws(() => checkBuilderCache(registry, classic, 'linux/amd64'), /the linux\/amd64 builder cannot do --cache-to type=registry: .*classic image store.* exports cache inline only/);
     checkBuilderCache(registry, modern, 'linux/amd64');
     checkBuilderCache(parse(['--cache-to', 'type=inline', '--cache-from', 'r/a:c', dir]).options.cache, classic, 'linux/amd64');
+  });
+});
+
+test('with several platforms each platform\'s registry cache has its own tag, on export and import, so solves on different builders do not overwrite each other', async () => {
+  await withContext(async (dir) => {
+    const { options, problems } = parse(['--platform', 'linux/amd64,linux/arm64', '--cache-from', 'reg:5000/app:cache', '--cache-from', 'reg:5000/untagged', '--cache-from', 'reg:5000/app@sha256:' + 'a'.repeat(64), '--cache-to', 'type=registry,ref=reg:5000/app:cache,mode=max', '--cache-to', 'type=inline', dir]);
+    assert.deepEqual(problems, []);
+    const arm = solveCacheOf(options.cache, 'linux/arm64', options.platforms);
+    assert.deepEqual(arm.Imports.map((e) => e.Attrs['ref']), ['reg:5000/app:cache-linux-arm64', 'reg:5000/untagged:latest-linux-arm64', 'reg:5000/app@sha256:' + 'a'.repeat(64)]);
+    assert.deepEqual(arm.Exports, [{ Type: 'registry', Attrs: { ref: 'reg:5000/app:cache-linux-arm64', mode: 'max' } }, { Type: 'inline', Attrs: {} }]);
+    assert.equal(solveCacheOf(options.cache, 'linux/amd64', options.platforms).Exports[0]!.Attrs['ref'], 'reg:5000/app:cache-linux-amd64');
+    assert.equal(JSON.parse(frontendAttrsOf(options, 'linux/amd64')['cache-imports']!)[0].Attrs.ref, 'reg:5000/app:cache-linux-amd64', 'the frontend imports the same per-platform ref');
+    assert.deepEqual(options.cache.exports[0]!.attrs['ref'], 'reg:5000/app:cache', 'the options themselves are left as given');
   });
 });

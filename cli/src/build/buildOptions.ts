@@ -3,7 +3,7 @@ import path from 'node:path';
 import { isPlatform, type Env, type Platform } from '@slipway/proto';
 import type { CommandLine } from '../commandLine.js';
 import { isProgressMode, PROGRESS_MODES, type ProgressMode } from './progressDisplay.js';
-import { cacheImportsAttr, cacheOptionsOf, type CacheOptions } from './cacheOptions.js';
+import { cacheImportsAttr, cacheOptionsOf, platformCacheOf, type CacheOptions } from './cacheOptions.js';
 import { sshSourcesOf, type SshSource } from './sshSources.js';
 import { outputOf, type BuildOutput } from './outputOptions.js';
 import { fields } from './csvFields.js';
@@ -149,7 +149,7 @@ export function frontendAttrsOf(options: BuildOptions, platform: Platform): Reco
   if (options.target) attrs['target'] = options.target;
   if (options.noCache) attrs['no-cache'] = '';
   if (options.pull) attrs['image-resolve-mode'] = 'pull';
-  const cacheImports = cacheImportsAttr(options.cache);
+  const cacheImports = cacheImportsAttr(platformCacheOf(options.cache, platform, options.platforms));
   if (cacheImports !== undefined) attrs['cache-imports'] = cacheImports;
   for (const [k, v] of Object.entries(options.buildArgs)) attrs[`build-arg:${k}`] = v;
   for (const [k, v] of Object.entries(options.labels)) attrs[`label:${k}`] = v;

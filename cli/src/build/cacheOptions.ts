@@ -72,10 +72,34 @@ export function cacheOptionsOf(line: CommandLine, buildArgs: Record<string, stri
   return { imports, exports };
 }
 
-/** The Solve request's Cache field (BuildKit's CacheOptions). */
-export function solveCacheOf(cache: CacheOptions): { Exports: { Type: string; Attrs: Record<string, string> }[]; Imports: { Type: string; Attrs: Record<string, string> }[] } {
+/** `repo:tag` as `repo:tag-<os>-<arch>` (`latest` when untagged); a digest names one manifest and is kept. */
+function platformRef(ref: string, platform: Platform): string {
+  if (ref.includes('@')) return ref;
+  const suffix = platform.replace('/', '-');
+  return ref.lastIndexOf(':') > ref.lastIndexOf('/') ? `${ref}-${suffix}` : `${ref}:latest-${suffix}`;
+}
+
+/**
+ * One platform's cache options. Each platform is solved on its own builder, so a shared registry
+ * ref would have every platform's export overwrite the others' (buildx writes one cache manifest
+ * from one solve): with several platforms each gets its own tag, on export and import alike, so a
+ * multi-platform build finds its own cache next time.
+ */
+export function platformCacheOf(cache: CacheOptions, platform: Platform, platforms: readonly Platform[]): CacheOptions {
+  if (platforms.length < 2) return cache;
+  const own = (e: CacheEntry): CacheEntry => (e.type === 'registry' && e.attrs['ref'] ? { type: e.type, attrs: { ...e.attrs, ref: platformRef(e.attrs['ref'], platform) } } : e);
+  return { imports: cache.imports.map(own), exports: cache.exports.map(own) };
+}
+
+/** The Solve request's Cache field (BuildKit's CacheOptions) for one platform's solve. */
+export function solveCacheOf(
+  cache: CacheOptions,
+  platform: Platform,
+  platforms: readonly Platform[],
+): { Exports: { Type: string; Attrs: Record<string, string> }[]; Imports: { Type: string; Attrs: Record<string, string> }[] } {
+  const own = platformCacheOf(cache, platform, platforms);
   const wire = (e: CacheEntry) => ({ Type: e.type, Attrs: e.attrs });
-  return { Exports: cache.exports.map(wire), Imports: cache.imports.map(wire) };
+  return { Exports: own.exports.map(wire), Imports: own.imports.map(wire) };
 }
 
 /**

@@ -169,7 +169,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
       Session: session.id,
       Frontend: 'dockerfile.v0',
       FrontendAttrs: frontendAttrsOf(options, platform),
-      Cache: solveCacheOf(options.cache),
+      Cache: solveCacheOf(options.cache, platform, options.platforms),
       Entitlements: [],
     });
     // The last status messages may still be on their way: the Status stream ends after the solve.
