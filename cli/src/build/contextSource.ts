@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
-import { readFileSync } from 'node:fs';
-import { lstat, open, readdir, readlink } from 'node:fs/promises';
+import { closeSync, lstatSync, openSync, readdirSync, readFileSync, readSync, readlinkSync } from 'node:fs';
+import { open, readlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -23,8 +23,30 @@ const CHUNK_BYTES = 1024 * 1024;
  * BuildKit (Engine 20.10) drop the session mid-transfer.
  */
 const FILES_IN_FLIGHT = 4;
-/** lstat calls at once within one folder (libuv's pool runs 4; a few more keep it busy). */
-const STATS_IN_FLIGHT = 16;
+/** How many entries the walk lists between turns it gives the event loop. */
+const ENTRIES_BETWEEN_YIELDS = 2000;
+/** Files below this size are read whole and synchronously (see sendFile). */
+const SMALL_FILE_BYTES = 256 * 1024;
+
+/** A small file's bytes, read to its end even if it grew since it was listed. */
+function readSmallFile(file: string, size: number): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (let want = size + 1; ; want = SMALL_FILE_BYTES) {
+      const buffer = Buffer.allocUnsafe(want);
+      const read = readSync(fd, buffer, 0, want, null);
+      if (read > 0) chunks.push(buffer.subarray(0, read));
+      total += read;
+      if (read < want) break;
+    }
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 
 /** Counters of each DiffCopy served, for benchmarks (published only when someone subscribes). */
 const uploadChannel = channel('slipway:build:upload');
@@ -40,29 +62,23 @@ function byBytes(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-/** `fn` over `items` with at most `limit` calls running, results in the items' order. */
-async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
-
 export async function listContext(root: string, includes: PathPatterns, excludes: PathPatterns): Promise<ContextEntry[]> {
   const entries: ContextEntry[] = [];
+  let nextYield = ENTRIES_BETWEEN_YIELDS;
   const walk = async (absDir: string, relDir: string): Promise<void> => {
-    const names = (await readdir(absDir)).sort(byBytes);
-    // Stat a folder's entries together (the order of the result is still the names' order).
-    const stats = await mapLimited(names, STATS_IN_FLIGHT, async (name) => {
+    // Folders are read and their entries stat'ed synchronously: a readdir or lstat of cached
+    // inodes costs microseconds, the promise API's round trip through libuv's pool many times
+    // that (a walk of 10,000 files went from 0.5 s to well under 0.1 s). The event loop still
+    // gets its turn every few thousand entries, so a huge context does not starve the session.
+    if (entries.length >= nextYield) {
+      nextYield = entries.length + ENTRIES_BETWEEN_YIELDS;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const names = readdirSync(absDir).sort(byBytes);
+    const stats = names.map((name) => {
       const abs = path.join(absDir, name);
-      const st = await lstat(abs, { bigint: true });
-      return { st, linkname: st.isSymbolicLink() ? await readlink(abs) : '' };
+      const st = lstatSync(abs, { bigint: true });
+      return { st, linkname: st.isSymbolicLink() ? readlinkSync(abs) : '' };
     });
     for (let i = 0; i < names.length; i++) {
       const name = names[i]!;
@@ -204,23 +220,35 @@ export class ContextSource {
   }
 
   private async sendFile(call: ServerCall, id: number, entry: ContextEntry, counters: UploadCounters): Promise<void> {
-    const handle = await open(entry.absPath, 'r');
-    try {
-      // One byte more than the listed size: a short read then says the file ended, without a
-      // second read (a file that grew since it was listed is read on to its new end, as fsutil does).
-      let want = Math.min(Number(entry.stat.size) + 1, CHUNK_BYTES);
-      for (;;) {
-        const buffer = Buffer.allocUnsafe(want);
-        const { bytesRead } = await handle.read(buffer, 0, want, null);
-        if (bytesRead === 0) break;
-        await call.sendParts([dataPacketHeader(id, bytesRead), buffer.subarray(0, bytesRead)]);
-        counters.bytesSent += bytesRead;
+    const size = Number(entry.stat.size);
+    if (size < SMALL_FILE_BYTES) {
+      // Read at once, synchronously: for a file this small the promise API's bookkeeping (a
+      // FileHandle, three trips through libuv's pool) costs far more than the read itself.
+      const data = readSmallFile(entry.absPath, size);
+      if (data.length > 0) {
+        await call.sendParts([dataPacketHeader(id, data.length), data]);
+        counters.bytesSent += data.length;
         counters.packets++;
-        if (bytesRead < want) break;
-        want = CHUNK_BYTES;
       }
-    } finally {
-      await handle.close();
+    } else {
+      const handle = await open(entry.absPath, 'r');
+      try {
+        // One byte more than the listed size: a short read then says the file ended, without a
+        // second read (a file that grew since it was listed is read on to its new end, as fsutil does).
+        let want = Math.min(size + 1, CHUNK_BYTES);
+        for (;;) {
+          const buffer = Buffer.allocUnsafe(want);
+          const { bytesRead } = await handle.read(buffer, 0, want, null);
+          if (bytesRead === 0) break;
+          await call.sendParts([dataPacketHeader(id, bytesRead), buffer.subarray(0, bytesRead)]);
+          counters.bytesSent += bytesRead;
+          counters.packets++;
+          if (bytesRead < want) break;
+          want = CHUNK_BYTES;
+        }
+      } finally {
+        await handle.close();
+      }
     }
     await call.send(dataPacketHeader(id, 0));
     counters.filesSent++;
