@@ -9,6 +9,7 @@ import { methodCodec } from './buildkitProtos.js';
 import type { BuildOptions } from './buildOptions.js';
 import { frontendAttrsOf } from './buildOptions.js';
 import { BuildFailure } from './buildFailure.js';
+import { batchedWrites } from './batchedWrites.js';
 import { ClientSession } from './clientSession.js';
 import { ContextSource, contextSharedKey } from './contextSource.js';
 import { GrpcClientCall } from './grpcClientCall.js';
@@ -85,7 +86,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     tunnelEnded = true;
     tunnelError = error;
   });
-  const bytes = Duplex.from({ readable: tunnel.readable, writable: tunnel.writable });
+  const bytes = Duplex.from({ readable: tunnel.readable, writable: batchedWrites(tunnel.writable) });
   bytes.on('error', () => {
     // Reported through the tunnel's remote-end and the calls' statuses.
   });
