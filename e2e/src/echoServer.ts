@@ -5,6 +5,8 @@ export interface EchoServer {
   port: number;
   address: string;
   connections: number;
+  /** Connections that carried at least one byte: the agent also dials spares that may never be used. */
+  dataConnections: number;
   close(): Promise<void>;
 }
 
@@ -12,13 +14,18 @@ export interface EchoServer {
 // carry byte-exactly, in both directions, with half-close intact.
 export async function startEchoServer(): Promise<EchoServer> {
   const sockets = new Set<net.Socket>();
-  const state = { connections: 0 };
+  const state = { connections: 0, dataConnections: 0 };
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     state.connections++;
     sockets.add(socket);
     socket.on('error', () => {});
     socket.on('close', () => sockets.delete(socket));
+    let carried = false;
     socket.on('data', (chunk) => {
+      if (!carried) {
+        carried = true;
+        state.dataConnections++;
+      }
       if (!socket.write(chunk)) socket.pause();
     });
     socket.on('drain', () => socket.resume());
@@ -32,6 +39,9 @@ export async function startEchoServer(): Promise<EchoServer> {
     address: `tcp://127.0.0.1:${port}`,
     get connections() {
       return state.connections;
+    },
+    get dataConnections() {
+      return state.dataConnections;
     },
     close: () =>
       new Promise((resolve) => {

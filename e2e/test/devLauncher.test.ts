@@ -138,7 +138,7 @@ describe('dev launcher (npm start)', () => {
     );
     assert.equal(reply.status, 200, `${reply.headers[Header.errorCode]}: ${reply.body}`);
     assert.equal(reply.body, 'ping through slipway');
-    assert.equal(echo.connections, 1);
+    assert.equal(echo.dataConnections, 1, 'one upstream connection carried the stream');
   });
 
   it('drains and exits 0 on SIGTERM', async () => {
