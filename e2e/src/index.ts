@@ -42,6 +42,7 @@ export {
 export * from './dockerd.js';
 export * from './buildkitClient.js';
 export * from './slipwayStack.js';
+export * from './slipwayClientEnv.js';
 export * from './echoServer.js';
 export * from './tunnelProbe.js';
 export * from './cliProcess.js';

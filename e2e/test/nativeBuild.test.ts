@@ -4,7 +4,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startDockerd, startStack, startAgentProcess, spawnManaged, makeBusyboxContext, runCommand, tempDir, SLIPWAY_BIN, type Dockerd, type SlipwayStack, type TempDir } from '@slipway/e2e';
+import { startDockerd, startStack, startAgentProcess, spawnManaged, makeBusyboxContext, runCommand, tempDir, SLIPWAY_BIN, type Dockerd, type SlipwayStack, type TempDir, slipwayClientEnv } from '@slipway/e2e';
 
 for (const flavor of ['20.10', '26'] as const) describe(`slipway build against dockerd ${flavor}`, () => {
   let dockerd: Dockerd;
@@ -17,13 +17,7 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build against d
     dockerd = await startDockerd({ flavor });
     stack = await startStack();
     await stack.startAgent({ agentId: 'native-amd64', platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
-    env = {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      HOME: scratch.path,
-      SLIPWAY_GATEWAY: stack.gatewayUrl,
-      SLIPWAY_TOKEN: await stack.clientToken('demo'),
-      SLIPWAY_CA_CERT: stack.caPath,
-    };
+    env = await slipwayClientEnv(stack, scratch.path);
   });
   after(async () => {
     await stack?.close();
@@ -120,13 +114,7 @@ describe('slipway build when the builder goes away (dockerd 20.10)', () => {
     });
     const build = spawnManaged(process.execPath, [SLIPWAY_BIN, 'build', '--platform', 'linux/amd64', '--progress=plain', context.dir], {
       name: 'slipway-build',
-      env: {
-        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-        HOME: scratch.path,
-        SLIPWAY_GATEWAY: stack.gatewayUrl,
-        SLIPWAY_TOKEN: await stack.clientToken('demo'),
-        SLIPWAY_CA_CERT: stack.caPath,
-      },
+      env: await slipwayClientEnv(stack, scratch.path),
     });
     try {
       await build.waitForOutput(/long-step-started/, 120_000);
@@ -186,13 +174,7 @@ describe('slipway build: several platforms and secrets (dockerd 20.10)', () => {
     // to the agent of that platform and both outputs arrive, not emulation.
     await stack.startAgent({ agentId: 'multi-amd64', platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
     await stack.startAgent({ agentId: 'multi-arm64', platform: 'linux/arm64', upstream: `dockerd:unix://${dockerd.socketPath}` });
-    env = {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      HOME: scratch.path,
-      SLIPWAY_GATEWAY: stack.gatewayUrl,
-      SLIPWAY_TOKEN: await stack.clientToken('demo'),
-      SLIPWAY_CA_CERT: stack.caPath,
-    };
+    env = await slipwayClientEnv(stack, scratch.path);
   });
   after(async () => {
     await stack?.close();

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startDockerd, startStack, runCommand, tempDir, SLIPWAY_BIN, BUSYBOX_PATH, type Dockerd, type SlipwayStack, type TempDir } from '@slipway/e2e';
+import { startDockerd, startStack, runCommand, tempDir, SLIPWAY_BIN, BUSYBOX_PATH, type Dockerd, type SlipwayStack, type TempDir, slipwayClientEnv } from '@slipway/e2e';
 
 interface Entry {
   kind: 'file' | 'dir' | 'symlink';
@@ -68,13 +68,7 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build uploads a
     dockerd = await startDockerd({ flavor, bridge: 'none' });
     stack = await startStack();
     await stack.startAgent({ agentId: `context-${flavor.replace('.', '')}`, platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
-    env = {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      HOME: scratch.path,
-      SLIPWAY_GATEWAY: stack.gatewayUrl,
-      SLIPWAY_TOKEN: await stack.clientToken('demo'),
-      SLIPWAY_CA_CERT: stack.caPath,
-    };
+    env = await slipwayClientEnv(stack, scratch.path);
     contextDir = path.join(scratch.path, 'ctx');
     // 10,000 small files (empty ones among them) in 3 levels of folders, two 6 MB files, odd names,
     // modes, symlinks (one dangling, one to a folder), and paths .dockerignore leaves out.

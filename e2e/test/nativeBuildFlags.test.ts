@@ -9,7 +9,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startDockerd, startStack, startRegistry, makeBusyboxContext, runCommand, tempDir, SLIPWAY_BIN, type Dockerd, type Registry, type SlipwayStack, type TempDir } from '@slipway/e2e';
+import { startDockerd, startStack, startRegistry, makeBusyboxContext, runCommand, tempDir, SLIPWAY_BIN, type Dockerd, type Registry, type SlipwayStack, type TempDir, slipwayClientEnv } from '@slipway/e2e';
 
 const KEY_COMMENT = 'slipway-e2e-forwarded-key';
 const SOCAT = '/usr/bin/socat';
@@ -117,13 +117,7 @@ for (const flavor of ['26', '20.10'] as const) describe(`slipway build flags aga
     stack = await startStack();
     registry = await startRegistry();
     await stack.startAgent({ agentId: `flags-${flavor.replace('.', '')}`, platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
-    env = {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      HOME: scratch.path,
-      SLIPWAY_GATEWAY: stack.gatewayUrl,
-      SLIPWAY_TOKEN: await stack.clientToken('demo'),
-      SLIPWAY_CA_CERT: stack.caPath,
-    };
+    env = await slipwayClientEnv(stack, scratch.path);
   });
   after(async () => {
     await stack?.close();

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
-import { startDockerd, startStack, startRegistry, makeBusyboxContext, runCommand, tempDir, dockerCliPath, SLIPWAY_BIN, type Dockerd, type Registry, type SlipwayStack, type TempDir } from '@slipway/e2e';
+import { startDockerd, startStack, startRegistry, makeBusyboxContext, runCommand, tempDir, dockerCliPath, SLIPWAY_BIN, type Dockerd, type Registry, type SlipwayStack, type TempDir, slipwayClientEnv } from '@slipway/e2e';
 
 interface Descriptor {
   mediaType: string;
@@ -78,13 +78,7 @@ describe('slipway build outputs against dockerd 26 (containerd image store)', ()
     // The arm64 agent fronts the same dockerd: what is checked is the routing per platform and the
     // index over both pushes (no RUN step, so no emulation is needed).
     await stack.startAgent({ agentId: 'outputs-arm64', platform: 'linux/arm64', upstream: `dockerd:unix://${dockerd.socketPath}` });
-    env = {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      HOME: scratch.path,
-      SLIPWAY_GATEWAY: stack.gatewayUrl,
-      SLIPWAY_TOKEN: await stack.clientToken('demo'),
-      SLIPWAY_CA_CERT: stack.caPath,
-    };
+    env = await slipwayClientEnv(stack, scratch.path);
     const context = await makeBusyboxContext(path.join(scratch.path, 'ctx'), {
       dockerfile: ['FROM scratch', 'COPY busybox /bin/busybox', 'COPY hello.txt /hello.txt', 'CMD ["/bin/busybox", "cat", "/hello.txt"]', ''].join('\n'),
       files: { 'hello.txt': `hello from slipway ${Date.now()}\n` },
@@ -268,13 +262,7 @@ describe('slipway build against dockerd 20.10: outputs its BuildKit cannot make 
     dockerd = await startDockerd({ flavor: '20.10', bridge: 'none' });
     stack = await startStack();
     await stack.startAgent({ agentId: 'old-amd64', platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
-    env = {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      HOME: scratch.path,
-      SLIPWAY_GATEWAY: stack.gatewayUrl,
-      SLIPWAY_TOKEN: await stack.clientToken('demo'),
-      SLIPWAY_CA_CERT: stack.caPath,
-    };
+    env = await slipwayClientEnv(stack, scratch.path);
     contextDir = (await makeBusyboxContext(path.join(scratch.path, 'ctx'), { dockerfile: ['FROM scratch', 'COPY busybox /bin/busybox', ''].join('\n') })).dir;
   });
   after(async () => {

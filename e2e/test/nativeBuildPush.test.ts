@@ -5,7 +5,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { startDockerd, startStack, startCountingRelay, makeBusyboxContext, runCommand, startRegistry, tempDir, BUSYBOX_PATH, SLIPWAY_BIN, type CountingRelay, type Dockerd, type Registry, type SlipwayStack, type TempDir } from '@slipway/e2e';
+import { startDockerd, startStack, startCountingRelay, makeBusyboxContext, runCommand, startRegistry, tempDir, BUSYBOX_PATH, SLIPWAY_BIN, type CountingRelay, type Dockerd, type Registry, type SlipwayStack, type TempDir, slipwayClientEnv } from '@slipway/e2e';
 
 /** A DOCKER_CONFIG folder whose config.json holds `auths` for the registries given. */
 async function dockerConfig(dir: string, auths: Record<string, { username: string; password: string }>): Promise<string> {
@@ -31,13 +31,7 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build pulls a p
     dockerd = await startDockerd({ flavor, bridge: 'none' });
     stack = await startStack();
     await stack.startAgent({ agentId: `pull-amd64-${flavor}`, platform: 'linux/amd64', upstream: `dockerd:unix://${dockerd.socketPath}` });
-    baseEnv = {
-      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-      HOME: scratch.path,
-      SLIPWAY_GATEWAY: stack.gatewayUrl,
-      SLIPWAY_TOKEN: await stack.clientToken('demo'),
-      SLIPWAY_CA_CERT: stack.caPath,
-    };
+    baseEnv = await slipwayClientEnv(stack, scratch.path);
     await registry.pushImage('private/base', '1', { files: { 'bin/busybox': { from: BUSYBOX_PATH }, 'etc/base-marker': `private base for ${flavor}\n` } });
     await tokenRegistry.pushImage('private/tokened', '1', { files: { 'etc/token-marker': `behind a token server (${flavor})\n` } });
   });
