@@ -56,6 +56,38 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build against d
     assert.match(result.stderr, /transferring dockerfile: \d+B done/, 'only the Dockerfile goes up for the Dockerfile, not the whole folder');
   });
 
+  test('--target builds the named stage of a multi-stage Dockerfile and only what it needs', async () => {
+    const context = await makeBusyboxContext(path.join(scratch.path, `ctx-target-${flavor}`), {
+      dockerfile: [
+        'FROM scratch AS tools',
+        'COPY busybox /bin/busybox',
+        'FROM scratch AS first',
+        'COPY --from=tools /bin/busybox /bin/busybox',
+        'COPY first.txt /stage.txt',
+        'FROM scratch AS second',
+        'COPY second.txt /stage.txt',
+        'COPY --from=first /stage.txt /from-first.txt',
+        '',
+      ].join('\n'),
+      files: { 'first.txt': 'stage first\n', 'second.txt': 'stage second\n' },
+    });
+    const first = path.join(scratch.path, `target-first-${flavor}`);
+    const built = await slipwayBuild(['--target', 'first', '--output', `type=local,dest=${first}`, context.dir]);
+    assert.equal(built.code, 0, built.stderr);
+    assert.equal(await fs.readFile(path.join(first, 'stage.txt'), 'utf8'), 'stage first\n');
+    assert.ok((await fs.stat(path.join(first, 'bin/busybox'))).isFile(), 'the stage it copies from was built too');
+    await assert.rejects(fs.stat(path.join(first, 'from-first.txt')), { code: 'ENOENT' }, 'the later stage was not built into the output');
+    // Without --target the last stage is the result, built on top of the first.
+    const last = path.join(scratch.path, `target-last-${flavor}`);
+    const all = await slipwayBuild(['--output', `type=local,dest=${last}`, context.dir]);
+    assert.equal(all.code, 0, all.stderr);
+    assert.equal(await fs.readFile(path.join(last, 'stage.txt'), 'utf8'), 'stage second\n');
+    assert.equal(await fs.readFile(path.join(last, 'from-first.txt'), 'utf8'), 'stage first\n');
+    const unknown = await slipwayBuild(['--target', 'nope', context.dir]);
+    assert.equal(unknown.code, 1, unknown.stderr);
+    assert.match(unknown.stderr, /target stage "?nope"? could not be found/i);
+  });
+
   test('type=tar lists the files; a second identical build reports every step as cached', async () => {
     const context = await makeBusyboxContext(path.join(scratch.path, `ctx-tar-${flavor}`), {
       dockerfile: ['FROM scratch', 'COPY busybox /bin/busybox', 'RUN ["/bin/busybox","sh","-c","echo tarred > /t.txt"]', ''].join('\n'),
