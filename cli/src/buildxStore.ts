@@ -5,6 +5,7 @@
 // slices as null, and escapes <, > and & (and U+2028/U+2029) in strings; the bytes here are what
 // `docker buildx create` and `docker buildx use --global` would have written for the same builder.
 import type { Env, Platform } from '@slipway/proto';
+import { dockerHostOf } from './dockerLocations.js';
 
 export interface BuildxNode {
   name: string;
@@ -43,7 +44,7 @@ export function buildxCurrentJson(key: string, name: string): string {
 export function dockerEndpointKey(env: Env, currentContext: string | undefined): string {
   const context = env['DOCKER_CONTEXT'] || currentContext || 'default';
   if (context !== 'default') return context;
-  return env['DOCKER_HOST'] || 'unix:///var/run/docker.sock';
+  return dockerHostOf(env);
 }
 
 /** What a `current` file selects, if anything: { name, global }. */

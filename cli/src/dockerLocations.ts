@@ -8,6 +8,11 @@ import type { Env, Platform } from '@slipway/proto';
 /** The buildx builder configure-docker creates; also the Docker CLI plugin's name (docker slipway). */
 export const BUILDER_NAME = 'slipway';
 
+/** The Docker Engine the environment names, as the docker CLI finds it: DOCKER_HOST, else the default socket. */
+export function dockerHostOf(env: Env): string {
+  return env['DOCKER_HOST'] || 'unix:///var/run/docker.sock';
+}
+
 /** Every platform gets a node and a socket, the machine's own first (buildx builds for the first node's platform by default). */
 export function platformsNativeFirst(arch: string = process.arch): Platform[] {
   return arch === 'arm64' ? ['linux/arm64', 'linux/amd64'] : ['linux/amd64', 'linux/arm64'];

@@ -227,7 +227,7 @@ describe('slipway build: several platforms and secrets (dockerd 20.10)', () => {
     }
     assert.match(result.stderr, /\[linux\/amd64\] #\d+/);
     assert.match(result.stderr, /\[linux\/arm64\] #\d+/);
-    const metrics = await fetchMetrics(stack);
+    const metrics = await stack.gateway.metrics.registry.render();
     for (const platform of ['linux/amd64', 'linux/arm64']) {
       assert.match(metrics, new RegExp(`slipway_placements_total\\{[^}]*platform="${platform}"[^}]*\\} [1-9]`), `a placement on a ${platform} builder:\n${metrics.split('\n').filter((l) => l.includes('placements')).join('\n')}`);
     }
@@ -257,19 +257,3 @@ describe('slipway build: several platforms and secrets (dockerd 20.10)', () => {
     await assert.rejects(fs.stat(path.join(dest, 'run/secrets/tok')), { code: 'ENOENT' });
   });
 });
-
-async function fetchMetrics(stack: SlipwayStack): Promise<string> {
-  const { default: https } = await import('node:https');
-  const ca = await fs.readFile(stack.caPath);
-  return new Promise((resolve, reject) => {
-    https
-      .get(`${stack.gatewayUrl}/metrics`, { ca }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(body));
-        res.on('error', reject);
-      })
-      .on('error', reject);
-  });
-}

@@ -6,7 +6,6 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
-import https from 'node:https';
 import path from 'node:path';
 import { startDockerd, startStack, startRegistry, makeBusyboxContext, runCommand, tempDir, dockerCliPath, SLIPWAY_BIN, type Dockerd, type Registry, type SlipwayStack, type TempDir, slipwayClientEnv } from '@slipway/e2e';
 
@@ -197,7 +196,7 @@ describe('slipway build outputs against dockerd 26 (containerd image store)', ()
     // Pushed by digest: no tag but the index's own.
     const tags = JSON.parse((await registry.request('/v2/multi/tags/list')).body.toString()) as { tags: string[] };
     assert.deepEqual(tags.tags, ['1']);
-    const metrics = await fetchMetrics(stack);
+    const metrics = await stack.gateway.metrics.registry.render();
     for (const platform of ['linux/amd64', 'linux/arm64']) {
       assert.match(metrics, new RegExp(`slipway_placements_total\\{[^}]*platform="${platform}"[^}]*\\} [1-9]`), `a placement on a ${platform} builder`);
     }
@@ -315,18 +314,3 @@ describe('slipway build against dockerd 20.10: outputs its BuildKit cannot make 
     assert.match((await runCommand('tar', ['-tf', tarFile])).stdout, /bin\/busybox/);
   });
 });
-
-async function fetchMetrics(stack: SlipwayStack): Promise<string> {
-  const ca = await fs.readFile(stack.caPath);
-  return new Promise((resolve, reject) => {
-    https
-      .get(`${stack.gatewayUrl}/metrics`, { ca }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(body));
-        res.on('error', reject);
-      })
-      .on('error', reject);
-  });
-}

@@ -146,7 +146,7 @@ async function configPlatform(registry: Registry, repository: string, manifestDi
 }
 
 async function placements(stack: SlipwayStack): Promise<Record<string, number>> {
-  const text = await fetchText(`${stack.gatewayUrl}/metrics`, await fs.readFile(stack.caPath));
+  const text = await stack.gateway.metrics.registry.render();
   const out: Record<string, number> = {};
   for (const m of text.matchAll(/^slipway_placements_total\{([^}]*)\} (\d+)$/gm)) {
     const platform = /platform="([^"]+)"/.exec(m[1]!)?.[1];
@@ -155,20 +155,6 @@ async function placements(stack: SlipwayStack): Promise<Record<string, number>> 
   return out;
 }
 
-async function fetchText(url: string, ca: Buffer): Promise<string> {
-  const { default: https } = await import('node:https');
-  return new Promise((resolve, reject) => {
-    https
-      .get(url, { ca }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(body));
-        res.on('error', reject);
-      })
-      .on('error', reject);
-  });
-}
 
 describe('slipway build --push to a registry (dockerd 26, containerd image store)', () => {
   let dockerd: Dockerd;

@@ -1,12 +1,16 @@
 // gRPC length-prefixed message framing (1 byte compressed flag, 4 bytes big-endian length).
 // Used where a gRPC peer is spoken to over a raw HTTP/2 session rather than through grpc-js.
 
+/** The 5 bytes in front of an uncompressed message of `length` bytes. */
+export function grpcFramePrefix(length: number): Buffer {
+  const prefix = Buffer.allocUnsafe(5);
+  prefix.writeUInt8(0, 0);
+  prefix.writeUInt32BE(length, 1);
+  return prefix;
+}
+
 export function encodeGrpcFrame(message: Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(5 + message.length);
-  frame.writeUInt8(0, 0);
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  return frame;
+  return Buffer.concat([grpcFramePrefix(message.length), message], 5 + message.length);
 }
 
 export class GrpcFrameDecoder {

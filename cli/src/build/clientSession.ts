@@ -3,6 +3,7 @@ import type { ClientHttp2Session } from 'node:http2';
 import { Duplex } from 'node:stream';
 import { SocketDuplex } from '@slipway/proto';
 import { methodCodec } from './buildkitProtos.js';
+import { appendVarint } from './protobufVarint.js';
 import { GrpcClientCall } from './grpcClientCall.js';
 import { SessionServer } from './sessionServer.js';
 
@@ -19,13 +20,7 @@ const MAX_BYTES_MESSAGE = 1024 * 1024;
 /** A BytesMessage (field 1, bytes) holding `chunks` one after the other, encoded as protobuf does. */
 function bytesMessage(chunks: Buffer[], length: number): Buffer {
   const head = [0x0a];
-  for (let v = length; ; v = Math.floor(v / 128)) {
-    if (v < 128) {
-      head.push(v);
-      break;
-    }
-    head.push((v % 128) | 0x80);
-  }
+  appendVarint(head, length);
   return Buffer.concat([Buffer.from(head), ...chunks], head.length + length);
 }
 

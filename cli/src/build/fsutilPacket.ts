@@ -1,5 +1,6 @@
 import type { BigIntStats } from 'node:fs';
 import { methodCodec } from './buildkitProtos.js';
+import { appendVarint } from './protobufVarint.js';
 
 // fsutil's Packet and Stat (see proto/moby/fsutil/types/wire.proto) and the translation of
 // file modes between Node's stat (Unix st_mode) and Go's os.FileMode, which fsutil puts on the wire.
@@ -34,15 +35,6 @@ const codec = methodCodec<Packet, Packet>('moby.filesync.v1.FileSync', 'DiffCopy
 export const encodePacket = (packet: Partial<Packet>): Buffer => codec.encodeRequest(packet as Packet);
 export const decodePacket = (bytes: Buffer): Packet => codec.decodeRequest(bytes);
 
-function varint(out: number[], value: number): void {
-  let v = value >>> 0;
-  while (v > 0x7f) {
-    out.push((v & 0x7f) | 0x80);
-    v >>>= 7;
-  }
-  out.push(v);
-}
-
 /**
  * The bytes of a DATA packet that come before its payload (type, ID, then the data field's tag and
  * length), as protobuf encodes them: the payload follows as it is, so file contents are never
@@ -52,11 +44,11 @@ export function dataPacketHeader(id: number, payloadBytes: number): Buffer {
   const out = [0x08, PACKET_DATA];
   if (id !== 0) {
     out.push(0x18);
-    varint(out, id);
+    appendVarint(out, id);
   }
   if (payloadBytes > 0) {
     out.push(0x22);
-    varint(out, payloadBytes);
+    appendVarint(out, payloadBytes);
   }
   return Buffer.from(out);
 }

@@ -81,9 +81,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     throw err;
   });
   let tunnelError: CliError | undefined;
-  let tunnelEnded = false;
   tunnel.once('remote-end', (error) => {
-    tunnelEnded = true;
     tunnelError = error;
   });
   const bytes = Duplex.from({ readable: tunnel.readable, writable: batchedWrites(tunnel.writable) });
@@ -94,6 +92,12 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
   connection.on('error', () => {
     // Each call reports the connection's end as its own.
   });
+  const release = (): void => {
+    connection.destroy();
+    bytes.destroy();
+    tunnel.cancel();
+    client.streamEnded();
+  };
   let sessionError: Error | undefined;
   const server = new SessionServer((err) => (sessionError ??= err));
   const context = new ContextSource();
@@ -134,10 +138,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
         ? new CliError(tunnelError?.code ?? 'TUNNEL_FAILED', `could not ask the ${platform} builder what it can export (ListWorkers): ${tunnelError?.message ?? caught.details}`, { cause: caught })
         : caught;
     preflight.fail(err);
-    connection.destroy();
-    bytes.destroy();
-    tunnel.cancel();
-    client.streamEnded();
+    release();
     throw preflight.firstFailure(err);
   }
 
@@ -181,7 +182,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     if (signal?.aborted) throw new BuildCancelled(`the build for ${platform} was cancelled`, { cause: err });
     if (tunnelError) throw new CliError(tunnelError.code, `the tunnel to the ${platform} builder was lost during the build: ${tunnelError.message}`, { cause: err });
     if (err instanceof GrpcStatusError && err.connectionLost) {
-      throw new CliError('TUNNEL_FAILED', `the tunnel to the ${platform} builder was lost during the build${tunnelEnded ? '' : ''}: ${err.details}`, { cause: err });
+      throw new CliError('TUNNEL_FAILED', `the tunnel to the ${platform} builder was lost during the build: ${err.details}`, { cause: err });
     }
     if (err instanceof GrpcStatusError) throw cacheRefusalOf(err, platform) ?? new BuildFailure(platform, err.details, printer.failedStep(), sessionError);
     throw err;
@@ -189,10 +190,7 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     signal?.removeEventListener('abort', onAbort);
     session.close();
     statusCall.cancel();
-    connection.destroy();
-    bytes.destroy();
-    tunnel.cancel();
-    client.streamEnded();
+    release();
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Env, Platform } from '@slipway/proto';
 import type { CommandLine } from '../commandLine.js';
 import { fields } from './csvFields.js';
+import { dockerHostOf } from '../dockerLocations.js';
 import { dockerEndpointOf } from './dockerLoad.js';
 import { parseImageReference } from './imageReference.js';
 
@@ -28,12 +29,6 @@ export type BuildOutput = OutputTarget & {
   /** --iidfile: the image ID (config digest). */
   iidFile?: string | undefined;
 };
-
-/** Where a bare `--load` goes: the environment's Docker, as the docker CLI finds it. */
-export function dockerHostOf(env: Env): string {
-  const host = env['DOCKER_HOST'];
-  return host !== undefined && host !== '' ? host : 'unix:///var/run/docker.sock';
-}
 
 function truthy(value: string | undefined): boolean {
   // buildx: `push` alone or push=true; anything but a boolean is an error reported by the caller.

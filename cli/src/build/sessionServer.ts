@@ -1,6 +1,6 @@
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { GrpcFrameDecoder } from '@slipway/proto';
+import { GrpcFrameDecoder, grpcFramePrefix } from '@slipway/proto';
 import { MessageQueue } from './messageQueue.js';
 import { GRPC_OK, GRPC_UNIMPLEMENTED, GRPC_UNKNOWN, GrpcStatusError } from './grpcStatusError.js';
 
@@ -89,9 +89,7 @@ export class ServerCall {
     if (this.stream.destroyed || this.stream.writableEnded) throw this.gone();
     let length = 0;
     for (const part of parts) length += part.length;
-    const prefix = Buffer.allocUnsafe(5);
-    prefix.writeUInt8(0, 0);
-    prefix.writeUInt32BE(length, 1);
+    const prefix = grpcFramePrefix(length);
     this.unsent += length + 5;
     const written = (): void => {
       this.unsent -= length + 5;
