@@ -193,5 +193,5 @@ Administration (admin token):
   tokens create PROJECT | list PROJECT | revoke ID
   trust add PROJECT --issuer URL --audience AUD --condition CLAIM=PATTERN ... | list PROJECT | remove PROJECT ID
 
-slipway <command> --help shows a command's flags; each flag's environment variable is in brackets.
+slipway --version prints the version; slipway <command> --help shows a command's flags; each flag's environment variable is in brackets.
 HTTPS_PROXY / NO_PROXY are honoured (HTTP CONNECT). Exit codes: see cli/src/cliError.ts.`;

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Platforms, isPlatform, readEnum, readInt, LogLevels, type Env, type LogLevel, type Platform } from '@slipway/proto';
 import { CliError } from './cliError.js';
 import { COMMANDS, GROUPS, OVERVIEW } from './cliCommands.js';
+import { CLI_VERSION } from './cliVersion.js';
 import { commandHelp, parseCommandLine, settingOf, type CommandLine } from './commandLine.js';
 import { credentialsPath, readCredentials, type StoredCredentials } from './credentials.js';
 import { detectCi, type CiName } from './ciOidcToken.js';
@@ -121,7 +122,7 @@ export type AdminRequest =
   | { command: 'trust remove'; project: string; id: string };
 
 export type CliCommand =
-  /** ok false: the command line was not a command; print the text on stderr and exit 2. */
+  /** Text to print (help, --version); ok false: the command line was not a command, print it on stderr and exit 2. */
   | { command: 'help'; text: string; ok: boolean }
   | { command: 'proxy' | 'dial-stdio'; config: CliConfig }
   | { command: 'login'; config: LoginConfig }
@@ -176,6 +177,7 @@ export function loadConfig(env: Env, argv: readonly string[], options: LoadConfi
   const [first, ...rest] = argv;
   if (first === undefined) return { command: 'help', text: OVERVIEW, ok: false };
   if (first === '--help' || first === '-h' || first === 'help') return { command: 'help', text: OVERVIEW, ok: true };
+  if (first === '--version' || first === 'version') return { command: 'help', text: `slipway ${CLI_VERSION}`, ok: true };
   // Docker's arguments, not ours: the plugin decides what they mean.
   if (first === 'docker-cli-plugin') return { command: 'docker-cli-plugin', args: rest };
   let name = first;

@@ -8,8 +8,9 @@
 //   docker slipway COMMAND ...   any slipway command (doctor, daemon status, login, ...)
 import { BUILDER_NAME } from './dockerLocations.js';
 import type { SlipwayProgram } from './slipwayProgram.js';
+import { CLI_VERSION } from './cliVersion.js';
 
-export const PLUGIN_VERSION = '0.1.0';
+export const PLUGIN_VERSION = CLI_VERSION;
 
 /** What the Docker CLI expects from `docker-<name> docker-cli-plugin-metadata`. */
 export function pluginMetadata(): string {

@@ -8,12 +8,12 @@ import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { REPO_ROOT } from './benchConfig.js';
 import { BenchError, exitCodeOf, toBenchError } from './benchError.js';
 import { environment } from './benchResults.js';
 import { startBenchDockerd, type BenchDockerd } from './benchDockerd.js';
 import { buildBenchUsage, loadBuildBenchConfig, type BuildBenchConfig } from './buildBenchConfig.js';
+import { prepareBenchCli, sourceBenchCli } from './buildBenchCli.js';
 import { makeBenchContext } from './buildBenchContext.js';
 import { runBuild, type BuildCase, type BuildSample, type BuildTool } from './buildBenchRun.js';
 import { BUILD_PLATFORM, startBuildBenchStack, type BuildBenchStack } from './buildBenchStack.js';
@@ -25,7 +25,6 @@ if (argv.includes('--help') || argv.includes('-h')) {
   process.exit(0);
 }
 
-const PROBE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'buildProbe.ts');
 const IMAGE = 'slipway-bench:docker';
 const TARGET_RATIO = 1.2;
 
@@ -65,6 +64,8 @@ async function main(config: BuildBenchConfig): Promise<number> {
   progress(`generating the context (seed ${config.seed})`);
   const context = await makeBenchContext(path.join(dir, 'ctx'), config.seed, config);
   const original = await readFile(context.touchedFile);
+  progress(config.cli === 'bundle' ? 'bundling the CLI from the current sources' : 'running the CLI from its sources through tsx');
+  const cli = config.cli === 'bundle' ? await prepareBenchCli(path.join(dir, 'cli'), REPO_ROOT) : sourceBenchCli(REPO_ROOT);
   progress(`starting dockerd 20.10, a gateway and an agent in dockerd mode`);
   const dockerd = (held.dockerd = await startBenchDockerd(path.join(dir, 'd'), config.childBaseEnv, config.verbose));
   const stack = (held.stack = await startBuildBenchStack(REPO_ROOT, path.join(dir, 's'), dockerd.socketPath, config.childBaseEnv, config.verbose));
@@ -91,7 +92,7 @@ async function main(config: BuildBenchConfig): Promise<number> {
       tool,
       kind,
       command: process.execPath,
-      args: ['--import', 'tsx', '--import', PROBE, ...prof, path.join(REPO_ROOT, 'cli/bin/slipway.mjs'), 'build', '--platform', BUILD_PLATFORM, '--progress=plain', ...noCache, contextDir],
+      args: [...cli.nodeArgs(prof), 'build', '--platform', BUILD_PLATFORM, '--progress=plain', ...noCache, contextDir],
       env: { ...config.childBaseEnv, HOME: dir, ...stack.cliEnv },
       cwd: REPO_ROOT,
       watched,
@@ -102,7 +103,7 @@ async function main(config: BuildBenchConfig): Promise<number> {
     await dockerd.api('POST', '/build/prune?all=1');
   };
 
-  // Warm-up, not counted: the Dockerfile frontend, tsx's transpile cache, the first containers.
+  // Warm-up, not counted: the Dockerfile frontend, tsx's transpile cache (--cli source), the first containers.
   progress('warm-up builds of a small context');
   const tiny = path.join(dir, 'tiny');
   await mkdir(tiny);
@@ -141,7 +142,7 @@ async function main(config: BuildBenchConfig): Promise<number> {
       `Dockerfile: FROM scratch, COPY busybox, COPY . /ctx/, RUN counting the files; builder: dockerd 20.10's BuildKit, ${config.runs} runs, order alternating`,
       `docker: DOCKER_BUILDKIT=1 /usr/bin/docker build straight to dockerd's socket; the result is exported into dockerd's image store (-t ${IMAGE}).`,
       `slipway: slipway build through a gateway and an agent (dockerd mode), each its own process on TLS loopback; no --output: the result stays in`,
-      `  the builder's cache (no export step, which docker build does pay).`,
+      `  the builder's cache (no export step, which docker build does pay). CLI: ${cli.description}.`,
       `cold: builder cache pruned (POST /build/prune?all=1), image removed, --no-cache; incremental: one small file changed after the cold build.`,
       '',
       formatBuildBench(samples),

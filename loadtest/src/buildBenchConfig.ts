@@ -1,4 +1,4 @@
-import { mergeFlags, readBool, readInt, type Env } from '@slipway/proto';
+import { mergeFlags, readBool, readEnum, readInt, type Env } from '@slipway/proto';
 import { BenchError } from './benchError.js';
 
 // `npm run bench:build`'s flags (each also an environment variable).
@@ -9,6 +9,8 @@ export interface BuildBenchConfig {
   smallFiles: number;
   largeFiles: number;
   largeFileBytes: number;
+  /** Which `slipway` is measured: the bundle built from the current sources (as shipped), or the sources run through tsx. */
+  cli: 'bundle' | 'source';
   /** Folder for V8 CPU profiles of each `slipway build` (none when empty). */
   cpuProfDir: string;
   verbose: boolean;
@@ -21,6 +23,7 @@ const FLAGS: Record<string, string> = {
   '--small-files': 'SLIPWAY_BENCH_SMALL_FILES',
   '--large-files': 'SLIPWAY_BENCH_LARGE_FILES',
   '--large-file-mb': 'SLIPWAY_BENCH_LARGE_FILE_MB',
+  '--cli': 'SLIPWAY_BENCH_CLI',
   '--cpu-prof-dir': 'SLIPWAY_BENCH_CPU_PROF_DIR',
   '--verbose': 'SLIPWAY_BENCH_VERBOSE',
 };
@@ -34,6 +37,7 @@ export function loadBuildBenchConfig(env: Env, argv: readonly string[]): BuildBe
     smallFiles: readInt(e, 'SLIPWAY_BENCH_SMALL_FILES', 10_000, 0, 1_000_000, problems),
     largeFiles: readInt(e, 'SLIPWAY_BENCH_LARGE_FILES', 20, 0, 1_000, problems),
     largeFileBytes: readInt(e, 'SLIPWAY_BENCH_LARGE_FILE_MB', 10, 1, 4_096, problems) * 1_000_000,
+    cli: readEnum(e, 'SLIPWAY_BENCH_CLI', ['bundle', 'source'] as const, 'bundle', problems),
     cpuProfDir: e['SLIPWAY_BENCH_CPU_PROF_DIR'] ?? '',
     verbose: readBool(e, 'SLIPWAY_BENCH_VERBOSE', false, problems),
     childBaseEnv: Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LANG'].flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]!] as const]))),
@@ -52,6 +56,7 @@ export function buildBenchUsage(): string {
     `${Object.entries(FLAGS)
       .map(([f, v]) => `  ${f.padEnd(18)} ${v}`)
       .join('\n')}\n` +
-    `Defaults: --runs 3 --seed 20261127 --small-files 10000 --large-files 20 --large-file-mb 10. Needs root.\n`
+    `Defaults: --runs 3 --seed 20261127 --small-files 10000 --large-files 20 --large-file-mb 10 --cli bundle\n` +
+    `(--cli bundle: the CLI bundled from the current sources first, as it would ship; --cli source: run through tsx). Needs root.\n`
   );
 }
