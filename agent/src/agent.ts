@@ -8,11 +8,14 @@ import type { AgentConfig } from './config.js';
 import { createControlServer } from './controlService.js';
 import { GrpcBridge } from './grpcBridge.js';
 import { GatewayLink, type GatewayLinkHost } from './gatewayLink.js';
+import { GatewayLanes } from './gatewayLanes.js';
 import { TunnelStreamHandler } from './tunnelStreamHandler.js';
 import { UpstreamSpares } from './upstreamSpares.js';
 import { AGENT_VERSION } from './version.js';
 
 export type AgentState = 'connecting' | 'connected' | 'draining' | 'stopped';
+
+const LANE_RETRY_BASE_MS = 50;
 
 export interface LiveGatewayLink {
   /** The configured URL the link was dialed through (a replica, or a load balancer). */
@@ -34,6 +37,9 @@ export class Agent extends EventEmitter<{ connected: [gatewayId: string]; discon
   private readonly links: GatewayLink[];
   // Replica id -> the link that reaches it.
   private readonly held = new Map<string, GatewayLink>();
+  // The lanes kept beside each link that is up.
+  private readonly lanes = new Map<GatewayLink, GatewayLanes>();
+  private readonly ca: Buffer | undefined;
   private draining = false;
   private stopped = false;
 
@@ -69,9 +75,10 @@ export class Agent extends EventEmitter<{ connected: [gatewayId: string]; discon
     });
 
     const ca = config.caCertPath ? fs.readFileSync(config.caCertPath) : undefined;
+    this.ca = ca;
     const host: GatewayLinkHost = {
       claim: (link, gatewayId) => this.claim(link, gatewayId),
-      attach: (link, connection) => this.attach(link, connection),
+      attach: (link, connection, laneKey) => this.attach(link, connection, laneKey),
       release: (link, reason) => this.release(link, reason),
     };
     // config.gatewayLinks slots per URL: one per replica named directly, several through a load
@@ -130,7 +137,7 @@ export class Agent extends EventEmitter<{ connected: [gatewayId: string]; discon
     return true;
   }
 
-  private attach(link: GatewayLink, connection: Duplex): ServerHttp2Session {
+  private attach(link: GatewayLink, connection: Duplex, laneKey: string | undefined): ServerHttp2Session {
     let session: ServerHttp2Session | undefined;
     const capture = (s: ServerHttp2Session): void => {
       session = s;
@@ -140,11 +147,35 @@ export class Agent extends EventEmitter<{ connected: [gatewayId: string]; discon
     this.h2.emit('connection', connection);
     this.h2.off('session', capture);
     if (session === undefined) throw new AgentError('INTERNAL', 'the HTTP/2 server made no session for the gateway link');
+    if (laneKey !== undefined && link.gatewayId !== undefined && this.config.lanes > 0) {
+      const lanes = new GatewayLanes(
+        {
+          gatewayUrl: link.gatewayUrl,
+          gatewayId: link.gatewayId,
+          laneKey,
+          agentId: this.config.agentId,
+          ca: this.ca,
+          connectTimeoutMs: this.config.connectTimeoutMs,
+          idleTarget: this.config.lanes,
+          maxLanes: this.config.maxStreams,
+          // A lane dialed before the gateway has finished describing the link is refused: try
+          // again soon, not at the link's reconnect pace.
+          reconnectBaseMs: LANE_RETRY_BASE_MS,
+          reconnectMaxMs: Math.max(LANE_RETRY_BASE_MS, this.config.reconnectMaxMs),
+          log: this.log,
+        },
+        { open: (lane, request) => this.handler.handleLane(lane, request) },
+      );
+      this.lanes.set(link, lanes);
+      lanes.start();
+    }
     this.emit('connected', link.gatewayId ?? '');
     return session;
   }
 
   private release(link: GatewayLink, reason: string): void {
+    this.lanes.get(link)?.close();
+    this.lanes.delete(link);
     for (const [gatewayId, holder] of this.held) {
       if (holder !== link) continue;
       this.held.delete(gatewayId);
@@ -181,6 +212,8 @@ export class Agent extends EventEmitter<{ connected: [gatewayId: string]; discon
 
   async close(): Promise<void> {
     this.stopped = true;
+    for (const lanes of this.lanes.values()) lanes.close();
+    this.lanes.clear();
     const closing = Promise.all(this.links.map((link) => link.close()));
     this.bridge.close();
     this.upstream.close();

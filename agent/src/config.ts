@@ -21,6 +21,8 @@ export interface AgentConfig {
   upstreamSpares: number;
   /** A spare not used within this long is closed (servers drop connections that stay silent). */
   upstreamSpareMaxAgeMs: number;
+  /** Idle lanes (data connections for tunnel streams) kept open to each linked replica; 0: streams ride the link. */
+  lanes: number;
   maxStreams: number;
   /** Builds at once: the capacity placement gives this builder. */
   maxBuilds: number;
@@ -53,6 +55,7 @@ const FLAGS: Record<string, string> = {
   '--platform': 'SLIPWAY_PLATFORM',
   '--upstream': 'SLIPWAY_UPSTREAM',
   '--upstream-spares': 'SLIPWAY_UPSTREAM_SPARES',
+  '--lanes': 'SLIPWAY_LANES',
   '--upstream-spare-max-age-ms': 'SLIPWAY_UPSTREAM_SPARE_MAX_AGE_MS',
   '--max-streams': 'SLIPWAY_MAX_STREAMS',
   '--max-builds': 'SLIPWAY_MAX_BUILDS',
@@ -90,6 +93,9 @@ const FLAG_NOTES: Readonly<Record<string, string>> = {
     'the agent id and instance id are then the instance id',
   '--upstream-spares': 'upstream connections dialed ahead of use (default 1; 0 turns it off): a stream then starts on a connection that is already open (for dockerd, already upgraded)',
   '--upstream-spare-max-age-ms': 'a spare unused this long is closed (default 10000)',
+  '--lanes':
+    'idle lanes kept open to each linked gateway replica (default 2, at most 16; 0 turns them off): a lane is a TLS connection that carries ' +
+    'one tunnel stream at a time as thin frames, cheaper per byte than a stream on the link, which remains the fallback',
   '--imds-url': `instance metadata service URL for --identity imds (default ${IMDS_DEFAULT_URL})`,
 };
 
@@ -238,6 +244,7 @@ export function loadConfig(env: Env, argv: readonly string[] = []): AgentConfig 
     platform,
     upstream: upstream!,
     upstreamSpares: readInt(e, 'SLIPWAY_UPSTREAM_SPARES', 1, 0, 16, problems),
+    lanes: readInt(e, 'SLIPWAY_LANES', 2, 0, 16, problems),
     // grpc-go (buildkitd, dockerd) closes a connection that sends no preface within 120 s.
     upstreamSpareMaxAgeMs: readInt(e, 'SLIPWAY_UPSTREAM_SPARE_MAX_AGE_MS', 10_000, 100, 100_000, problems),
     maxStreams: readInt(e, 'SLIPWAY_MAX_STREAMS', 1024, 1, 100_000, problems),

@@ -5,6 +5,7 @@ import {
   Header,
   readBoundedBody,
   readHttpResponseHead,
+  type HttpResponseHead,
 } from '@slipway/proto';
 import { AgentError } from './agentError.js';
 import { instanceIdentityHeaders, type InstanceIdentity } from './instanceIdentity.js';
@@ -27,15 +28,64 @@ export interface DialedGateway {
   socket: tls.TLSSocket;
   /** The replica that answered, from its 101; undefined if it did not name itself. */
   gatewayId: string | undefined;
+  /** The key lanes to that replica are opened with; undefined from a gateway without lanes. */
+  laneKey: string | undefined;
 }
 
 const MAX_HEAD_BYTES = 16 * 1024;
 // Ids end up in logs and in what the agent reports; anything else is not a name a gateway gave.
 const GATEWAY_ID_PATTERN = /^[\x21-\x7e]{1,256}$/;
+const LANE_KEY_PATTERN = /^[A-Za-z0-9_-]{16,128}$/;
 
 // Opens one agent link: TLS to the gateway's public port, then an HTTP/1.1 Upgrade to
 // slipway-agent/1.
 export async function dialGateway(options: GatewayDialOptions): Promise<DialedGateway> {
+  // Both identity values are base64 (instanceIdentityHeaders refuses anything else), so neither
+  // can break the request head.
+  const identity = options.instanceIdentity ? instanceIdentityHeaders(options.instanceIdentity) : {};
+  const { socket, head, where } = await dialUpgrade(
+    { gatewayUrl: options.gatewayUrl, ca: options.ca, connectTimeoutMs: options.connectTimeoutMs, signal: options.signal },
+    AGENT_CONNECT_PATH,
+    AGENT_UPGRADE_PROTOCOL,
+    {
+      Authorization: `Bearer ${options.token}`,
+      [Header.agentId]: options.agentId,
+      [Header.agentPlatform]: options.platform,
+      [Header.agentVersion]: options.version,
+      ...identity,
+    },
+  );
+  const gatewayId = head.headers.get(Header.gatewayId);
+  if (gatewayId !== undefined && !GATEWAY_ID_PATTERN.test(gatewayId)) {
+    socket.destroy();
+    throw new AgentError('GATEWAY_PROTOCOL', `gateway ${where} named itself '${gatewayId.slice(0, 64)}' in ${Header.gatewayId}; expected 1-256 visible ASCII characters`);
+  }
+  const laneKey = head.headers.get(Header.laneKey);
+  if (laneKey !== undefined && !LANE_KEY_PATTERN.test(laneKey)) {
+    socket.destroy();
+    throw new AgentError('GATEWAY_PROTOCOL', `gateway ${where} gave a lane key that is not 16-128 base64url characters`);
+  }
+  socket.setKeepAlive(true, 10_000);
+  return { socket, gatewayId, laneKey };
+}
+
+export interface UpgradeDialOptions {
+  gatewayUrl: URL;
+  ca: Buffer | undefined;
+  connectTimeoutMs: number;
+  signal: AbortSignal;
+  /** A TLS session of an earlier connection to the same gateway, to resume. */
+  session?: Buffer | undefined;
+}
+
+// TLS to the gateway's public port, then an HTTP/1.1 Upgrade; resolves once the 101 has arrived,
+// with the socket at the first byte after it.
+export async function dialUpgrade(
+  options: UpgradeDialOptions,
+  path: string,
+  protocol: string,
+  headers: Record<string, string>,
+): Promise<{ socket: tls.TLSSocket; head: HttpResponseHead; where: string }> {
   const { gatewayUrl } = options;
   const host = gatewayUrl.hostname.replace(/^\[|\]$/g, '');
   const port = Number(gatewayUrl.port || 443);
@@ -46,6 +96,7 @@ export async function dialGateway(options: GatewayDialOptions): Promise<DialedGa
     servername: /^[\d.]+$|:/.test(host) ? undefined : host,
     ca: options.ca,
     ALPNProtocols: ['http/1.1'],
+    ...(options.session ? { session: options.session } : {}),
   });
   socket.on('error', () => {});
   const timer = setTimeout(
@@ -63,16 +114,8 @@ export async function dialGateway(options: GatewayDialOptions): Promise<DialedGa
         reject(err instanceof AgentError ? err : new AgentError('GATEWAY_UNREACHABLE', `cannot reach gateway ${where}: ${err.message}`, { cause: err })),
       );
     });
-    // Both identity values are base64 (instanceIdentityHeaders refuses anything else), so neither
-    // can break the request head.
-    const identityLines = options.instanceIdentity
-      ? Object.entries(instanceIdentityHeaders(options.instanceIdentity)).map(([name, value]) => `${name}: ${value}\r\n`).join('')
-      : '';
-    socket.write(
-      `GET ${AGENT_CONNECT_PATH} HTTP/1.1\r\nHost: ${gatewayUrl.host}\r\nConnection: Upgrade\r\nUpgrade: ${AGENT_UPGRADE_PROTOCOL}\r\n` +
-        `Authorization: Bearer ${options.token}\r\n${Header.agentId}: ${options.agentId}\r\n` +
-        `${Header.agentPlatform}: ${options.platform}\r\n${Header.agentVersion}: ${options.version}\r\n${identityLines}\r\n`,
-    );
+    const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${gatewayUrl.host}\r\nConnection: Upgrade\r\nUpgrade: ${protocol}\r\n${lines}\r\n`);
     const head = await readHttpResponseHead(socket, MAX_HEAD_BYTES, options.signal).catch((err: Error) => {
       throw err instanceof AgentError ? err : new AgentError('GATEWAY_PROTOCOL', `gateway ${where} answered the upgrade badly: ${err.message}`, { cause: err });
     });
@@ -87,20 +130,14 @@ export async function dialGateway(options: GatewayDialOptions): Promise<DialedGa
         // Not JSON: the raw text is the best explanation there is.
       }
       const code = head.statusCode === 401 || head.statusCode === 403 ? 'UNAUTHENTICATED' : 'GATEWAY_PROTOCOL';
-      throw new AgentError(code, `gateway ${where} refused the agent connection: '${head.statusLine}'${detail ? `: ${detail}` : ''}`);
+      throw new AgentError(code, `gateway ${where} refused the ${protocol} upgrade: '${head.statusLine}'${detail ? `: ${detail}` : ''}`);
     }
-    if ((head.headers.get('upgrade') ?? '').toLowerCase() !== AGENT_UPGRADE_PROTOCOL) {
+    if ((head.headers.get('upgrade') ?? '').toLowerCase() !== protocol) {
       socket.destroy();
-      throw new AgentError('GATEWAY_PROTOCOL', `gateway ${where} upgraded to '${head.headers.get('upgrade')}'; expected ${AGENT_UPGRADE_PROTOCOL}`);
-    }
-    const gatewayId = head.headers.get(Header.gatewayId);
-    if (gatewayId !== undefined && !GATEWAY_ID_PATTERN.test(gatewayId)) {
-      socket.destroy();
-      throw new AgentError('GATEWAY_PROTOCOL', `gateway ${where} named itself '${gatewayId.slice(0, 64)}' in ${Header.gatewayId}; expected 1-256 visible ASCII characters`);
+      throw new AgentError('GATEWAY_PROTOCOL', `gateway ${where} upgraded to '${head.headers.get('upgrade')}'; expected ${protocol}`);
     }
     socket.setNoDelay(true);
-    socket.setKeepAlive(true, 10_000);
-    return { socket, gatewayId };
+    return { socket, head, where };
   } catch (err) {
     socket.destroy();
     throw err;

@@ -24,8 +24,9 @@ export interface GatewayLinkHost {
   // replica: the gateway keeps one link per agent per replica, so a second one would replace the
   // first rather than add to it.
   claim(link: GatewayLink, gatewayId: string): boolean;
-  // Serves HTTP/2 on the link's connection; the link is up once this returns.
-  attach(link: GatewayLink, connection: Duplex): ServerHttp2Session;
+  // Serves HTTP/2 on the link's connection; the link is up once this returns. With a lane key the
+  // replica also takes lanes (proto laneFrames.ts).
+  attach(link: GatewayLink, connection: Duplex, laneKey: string | undefined): ServerHttp2Session;
   // The claimed link is gone (never called for a link whose claim was refused).
   release(link: GatewayLink, reason: string): void;
 }
@@ -108,7 +109,7 @@ export class GatewayLink {
         continue;
       }
       this.backoff.reset();
-      const reason = await this.serve(dialed.socket, gatewayId);
+      const reason = await this.serve(dialed.socket, gatewayId, dialed.laneKey);
       log.warn('gateway link lost', { slot, gatewayId, reason });
       this.host.release(this, reason);
       await this.pause();
@@ -130,7 +131,7 @@ export class GatewayLink {
   }
 
   // Serves HTTP/2 on the dialed connection; resolves with the reason once the link is gone.
-  private serve(socket: tls.TLSSocket, gatewayId: string): Promise<string> {
+  private serve(socket: tls.TLSSocket, gatewayId: string, laneKey: string | undefined): Promise<string> {
     return new Promise((resolve) => {
       const { heartbeatTimeoutMs } = this.options;
       this.socket = socket;
@@ -171,7 +172,7 @@ export class GatewayLink {
       // this end must keep reading or bulk data both ways could deadlock the link. It also keeps
       // a socket that carried HTTP/1.1 (the Upgrade) away from a native HTTP/2 session.
       try {
-        this.session = this.host.attach(this, new SocketDuplex(socket, sessionReadAllowance(FlowControl.sessionWindowBytes)));
+        this.session = this.host.attach(this, new SocketDuplex(socket, sessionReadAllowance(FlowControl.sessionWindowBytes)), laneKey);
       } catch (err) {
         reason = `cannot serve HTTP/2 on the link: ${toAgentError(err).message}`;
         socket.destroy();

@@ -1,8 +1,14 @@
 import http2, { type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type net from 'node:net';
-import { Header, STREAM_END_CLEAN, WireErrorHttpStatus, pump, type Logger } from '@slipway/proto';
+import { Header, STREAM_END_CLEAN, WireErrorHttpStatus, pump, type LaneOpen, type Logger } from '@slipway/proto';
 import { AgentError, toAgentError, wireCodeOf } from './agentError.js';
 import type { Upstream } from './upstream.js';
+import type { GatewayLane } from './gatewayLane.js';
+
+// A stream being carried, over the link or a lane: all the drain needs of it.
+interface CarriedStream {
+  cut(): void;
+}
 
 function errorHeaders(error: AgentError): Record<string, string> {
   return {
@@ -21,7 +27,7 @@ export class TunnelStreamHandler {
   private closing = false;
   private opened = 0;
   private lastEndedAtMs = 0;
-  private readonly streams = new Set<ServerHttp2Stream>();
+  private readonly streams = new Set<CarriedStream>();
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -41,25 +47,62 @@ export class TunnelStreamHandler {
   handle(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on('error', () => {});
     const streamId = String(headers[Header.streamId] ?? '');
-    if (this.closing) return this.refuse(stream, new AgentError('DRAINING', 'agent has drained and is shutting down; it takes no new streams'));
-    if (this.active >= this.maxStreams) {
-      return this.refuse(stream, new AgentError('UPSTREAM_UNAVAILABLE', `agent is at its limit of ${this.maxStreams} streams`));
-    }
-    this.active++;
-    this.opened++;
-    this.streams.add(stream);
-    stream.once('close', () => {
-      this.active--;
-      this.lastEndedAtMs = Date.now();
-      this.streams.delete(stream);
-      if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
-    });
+    const refusal = this.refusal();
+    if (refusal) return this.refuse(stream, refusal);
+    const ended = this.begin({ cut: () => stream.close(http2.constants.NGHTTP2_CANCEL) });
+    stream.once('close', ended);
     const abort = new AbortController();
     stream.once('close', () => abort.abort(new AgentError('UPSTREAM_FAILED', 'gateway closed the stream')));
     this.upstream.dial(abort.signal).then(
       (socket) => this.splice(stream, socket, streamId),
       (err: unknown) => this.refuse(stream, toAgentError(err)),
     );
+  }
+
+  // The same for a stream that arrived on a lane.
+  handleLane(lane: GatewayLane, request: LaneOpen): void {
+    const refusal = this.refusal();
+    if (refusal) {
+      this.log.info('stream refused', { code: refusal.code, reason: refusal.message });
+      lane.refuse(refusal);
+      return;
+    }
+    const ended = this.begin({ cut: () => lane.cut(new AgentError('DRAINING', 'agent drained and shut down before the stream completed')) });
+    this.upstream.dial(lane.signal).then(
+      (socket) =>
+        lane.serve(socket, ended, (err) => {
+          this.log.info('upstream failed', { streamId: request.streamId, reason: err.message });
+          return new AgentError('UPSTREAM_FAILED', `upstream ${this.upstream.address} failed: ${err.message}`);
+        }),
+      (err: unknown) => {
+        const error = toAgentError(err);
+        this.log.info('stream refused', { code: error.code, reason: error.message });
+        lane.refuse(error);
+        ended();
+      },
+    );
+  }
+
+  private refusal(): AgentError | undefined {
+    if (this.closing) return new AgentError('DRAINING', 'agent has drained and is shutting down; it takes no new streams');
+    if (this.active >= this.maxStreams) return new AgentError('UPSTREAM_UNAVAILABLE', `agent is at its limit of ${this.maxStreams} streams`);
+    return undefined;
+  }
+
+  // Counts a stream in; the returned function counts it out, once.
+  private begin(stream: CarriedStream): () => void {
+    this.active++;
+    this.opened++;
+    this.streams.add(stream);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.active--;
+      this.lastEndedAtMs = Date.now();
+      this.streams.delete(stream);
+      if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
+    };
   }
 
   private refuse(stream: ServerHttp2Stream, error: AgentError): void {
@@ -134,6 +177,6 @@ export class TunnelStreamHandler {
       if (this.opened === opened && this.active === 0) break;
     }
     this.closing = true;
-    for (const stream of this.streams) stream.close(http2.constants.NGHTTP2_CANCEL);
+    for (const stream of [...this.streams]) stream.cut();
   }
 }

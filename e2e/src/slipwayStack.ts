@@ -16,6 +16,8 @@ export interface StackAgentSpec {
   instanceId?: string;
   /** Gateways the agent dials (default this stack's); e.g. a load balancer in front of replicas. */
   gatewayUrls?: string[];
+  /** Idle lanes the agent keeps per replica (default the agent's; 0: every stream rides the link). */
+  lanes?: number;
 }
 
 export interface StackOptions {
@@ -162,6 +164,7 @@ export async function startStack(options: StackOptions = {}): Promise<SlipwaySta
           SLIPWAY_RECONNECT_BASE_MS: '50',
           SLIPWAY_RECONNECT_MAX_MS: '500',
           SLIPWAY_DRAIN_GRACE_MS: '2000',
+          ...(spec.lanes !== undefined ? { SLIPWAY_LANES: String(spec.lanes) } : {}),
         },
         [],
       );

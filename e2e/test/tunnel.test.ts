@@ -27,6 +27,11 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+// Streams this gateway carried to its agent on lanes, or on the agent link.
+function streamsCarriedOn(s: SlipwayStack, path: 'lane' | 'link'): number {
+  return s.gateway.metrics.streamsByPath.values.get(`{path="${path}"}`) ?? 0;
+}
+
 async function proxyFor(
   s: SlipwayStack,
   transport: 'h2' | 'websocket',
@@ -52,16 +57,67 @@ for (const transport of ['h2', 'websocket'] as const) {
   test(`1 GiB each way through one ${transport} stream arrives intact`, async () => {
     const { client, sock, close } = await proxyFor(stack, transport, `big-${transport}`);
     try {
+      await waitFor(() => (stack.gateway.pool.get('echo-amd64')?.lanes.idleCount ?? 0) > 0, 10_000, 'an idle lane from the agent');
+      const onLanes = streamsCarriedOn(stack, 'lane');
       const socket = await connectUnix(sock);
       const result = await echoRoundTrip(socket, 1024 * 1024 * 1024);
       assert.equal(result.receivedBytes, 1024 * 1024 * 1024);
       assert.equal(result.received, result.sent);
       assert.equal(client.transport, transport);
+      assert.equal(streamsCarriedOn(stack, 'lane'), onLanes + 1, 'the stream was carried to the agent on a lane');
     } finally {
       await close();
     }
   });
 }
+
+// Lanes are the fast path; the agent link still carries streams when no lane is idle (and from
+// agents or gateways without lanes), so it must stay byte-exact and half-close correctly too.
+test('with lanes off, streams ride the agent link: 64 MiB each way intact, concurrent streams intact', async () => {
+  const s = await startStack();
+  try {
+    await s.startAgent({ agentId: 'no-lanes', platform: 'linux/arm64', upstream: `buildkitd:${echo.address}`, lanes: 0 });
+    const { sock, close } = await proxyFor(s, 'h2', 'no-lanes', 'linux/arm64');
+    try {
+      const big = await echoRoundTrip(await connectUnix(sock), 64 * 1024 * 1024);
+      assert.equal(big.received, big.sent);
+      const many = await Promise.all(Array.from({ length: 50 }, async () => echoRoundTrip(await connectUnix(sock), 128 * 1024, 32 * 1024)));
+      for (const r of many) assert.equal(r.received, r.sent);
+      assert.equal(streamsCarriedOn(s, 'lane'), 0);
+      assert.equal(streamsCarriedOn(s, 'link'), 51);
+      assert.equal(s.gateway.pool.get('no-lanes')?.lanes.size, 0, 'an agent with --lanes 0 opens none');
+    } finally {
+      await close();
+    }
+  } finally {
+    await s.close();
+  }
+});
+
+test('a lane carries one stream after another, and more streams at once than idle lanes spill to the link', async () => {
+  const { sock, close } = await proxyFor(stack, 'h2', 'reuse');
+  try {
+    const link = stack.gateway.pool.get('echo-amd64')!;
+    await waitFor(() => link.lanes.idleCount >= 2, 10_000, 'two idle lanes (the agent default)');
+    const lanesBefore = streamsCarriedOn(stack, 'lane');
+    // One at a time: each finds an idle lane, and the lanes come back to the pool after use.
+    for (let i = 0; i < 5; i++) {
+      const r = await echoRoundTrip(await connectUnix(sock), 1024 * 1024);
+      assert.equal(r.received, r.sent);
+      await waitFor(() => link.lanes.idleCount >= 2, 10_000, 'the lane back in the pool');
+    }
+    assert.equal(streamsCarriedOn(stack, 'lane'), lanesBefore + 5);
+    assert.ok(link.lanes.size <= 4, `sequential streams reuse lanes rather than open new ones (${link.lanes.size} open)`);
+    // A burst: whatever finds no idle lane goes over the link, all intact.
+    const linkBefore = streamsCarriedOn(stack, 'link');
+    const burst = await Promise.all(Array.from({ length: 40 }, async () => echoRoundTrip(await connectUnix(sock), 64 * 1024, 16 * 1024)));
+    for (const r of burst) assert.equal(r.received, r.sent);
+    assert.equal(streamsCarriedOn(stack, 'lane') + streamsCarriedOn(stack, 'link'), lanesBefore + 5 + linkBefore + 40);
+    assert.ok(streamsCarriedOn(stack, 'link') > linkBefore, 'streams beyond the idle lanes rode the link');
+  } finally {
+    await close();
+  }
+});
 
 test('500 concurrent streams through one agent all arrive intact', async () => {
   const { sock, close } = await proxyFor(stack, 'h2', 'many');
@@ -110,12 +166,13 @@ async function startGreeterServer(): Promise<{ address: string; received: Promis
   };
 }
 
-for (const transport of ['h2', 'websocket'] as const) {
-  test(`half-close works in both directions over ${transport}`, async () => {
+for (const [transport, lanes] of [['h2', undefined], ['websocket', undefined], ['h2', 0]] as const) {
+  test(`half-close works in both directions over ${transport}${lanes === 0 ? ' on the agent link (lanes off)' : ''}`, async () => {
     const greeter = await startGreeterServer();
     const s = await startStack();
     try {
-      await s.startAgent({ agentId: 'greeter', platform: 'linux/arm64', upstream: `buildkitd:${greeter.address}` });
+      await s.startAgent({ agentId: 'greeter', platform: 'linux/arm64', upstream: `buildkitd:${greeter.address}`, ...(lanes === undefined ? {} : { lanes }) });
+      if (lanes === undefined) await waitFor(() => (s.gateway.pool.get('greeter')?.lanes.idleCount ?? 0) > 0, 10_000, 'an idle lane');
       const { sock, close } = await proxyFor(s, transport, `half-${transport}`, 'linux/arm64');
       const socket = await connectUnix(sock);
       // Upstream -> client half-close: the greeting arrives, then end-of-stream, while our side is open.
@@ -126,6 +183,7 @@ for (const transport of ['h2', 'websocket'] as const) {
       const payload = Buffer.alloc(3 * 1024 * 1024, 7);
       socket.end(payload);
       assert.equal(await greeter.received, createHash('sha256').update(payload).digest('hex'));
+      assert.equal(streamsCarriedOn(s, lanes === 0 ? 'link' : 'lane'), 1);
       await close();
     } finally {
       await s.close();

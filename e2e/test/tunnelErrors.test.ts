@@ -13,6 +13,7 @@ import {
   startStack,
   startEchoServer,
   startAgentProcess,
+  waitFor,
   tunnelClientFor,
   acquireBuild,
   gatewayApi,
@@ -256,10 +257,18 @@ describe('the CLI maps refusals to its own error codes', () => {
 });
 
 describe('an agent that is killed', () => {
-  test('its streams end promptly with AGENT_LOST at the client, not a hang', async () => {
-    const agentId = 'doomed';
-    const agent = await startAgentProcess(stack, { agentId, platform: 'linux/arm64', upstream: `buildkitd:${echo.address}` });
+  for (const path of ['lane', 'link'] as const) {
+  test(`its streams end promptly with AGENT_LOST at the client, not a hang (stream on a ${path})`, async () => {
+    const agentId = `doomed-${path}`;
+    const agent = await startAgentProcess(stack, {
+      agentId,
+      platform: 'linux/arm64',
+      upstream: `buildkitd:${echo.address}`,
+      env: { SLIPWAY_LANES: path === 'lane' ? '2' : '0' },
+    });
     try {
+      if (path === 'lane') await waitFor(() => (stack.gateway.pool.get(agentId)?.lanes.idleCount ?? 0) > 0, 10_000, 'an idle lane');
+      const onPath = stack.gateway.metrics.streamsByPath.values.get(`{path="${path}"}`) ?? 0;
       const client = await tunnelClientFor(stack, { transport: 'h2' });
       const tunnel = await client.open('linux/arm64');
       tunnel.readable.resume();
@@ -274,13 +283,15 @@ describe('an agent that is killed', () => {
       clearInterval(timer);
       assert.ok(error, 'the stream ended with an error');
       assert.equal(error.code, 'AGENT_LOST');
-      assert.match(error.message, /doomed/);
+      assert.match(error.message, new RegExp(agentId));
+      assert.equal(stack.gateway.metrics.streamsByPath.values.get(`{path="${path}"}`), onPath + 1, `the stream rode a ${path}`);
       tunnel.cancel();
       await client.close();
     } finally {
       await agent.stop();
     }
   });
+  }
 });
 
 describe('a gateway that goes away mid-stream', () => {

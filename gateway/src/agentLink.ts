@@ -15,6 +15,8 @@ import {
 import { GatewayError } from './gatewayError.js';
 import { bidiCall, unaryCall, type BidiCall } from './grpcCall.js';
 import type { Logger } from '@slipway/proto';
+import { AgentLanes } from './agentLanes.js';
+import type { ClientEnd, SpliceResult } from './tunnelSplice.js';
 
 export interface AgentLinkOptions {
   gatewayId: string;
@@ -23,6 +25,11 @@ export interface AgentLinkOptions {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   describeTimeoutMs: number;
+  /** The secret the agent opens lanes with, given to it on the link's 101. */
+  laneKey: string;
+  /** Idle lanes kept per agent; a lane idle longer than laneIdleMaxMs is retired. */
+  maxIdleLanes: number;
+  laneIdleMaxMs: number;
   log: Logger;
 }
 
@@ -45,6 +52,8 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: 
   description: AgentDescription | undefined;
   activeStreams = 0;
   draining = false;
+  /** Data connections the agent opened beside the link; streams prefer them (proto laneFrames.ts). */
+  readonly lanes: AgentLanes;
   private readonly session: ClientHttp2Session;
   private heartbeat: BidiCall<{ seq: number; sentUnixMs: number }> | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -56,6 +65,7 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: 
     super();
     this.agentId = options.agentId;
     this.fleet = options.fleet;
+    this.lanes = new AgentLanes({ agentId: options.agentId, maxLanes: 1, maxIdle: options.maxIdleLanes, idleMaxMs: options.laneIdleMaxMs });
     this.session = http2.connect(`http://agent.${encodeURIComponent(options.agentId)}.invalid`, {
       // Native: the agent's end keeps reading while it writes (SocketDuplex), so this session
       // pausing its input during its own writes cannot deadlock the link.
@@ -95,6 +105,7 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: 
     this.platform = description.platform;
     this.maxStreams = description.maxStreams;
     this.maxBuilds = description.maxBuilds > 0 ? description.maxBuilds : 1;
+    this.lanes.maxLanes = description.maxStreams;
     this.instanceId = description.instanceId || undefined;
     this.startHeartbeat();
   }
@@ -164,9 +175,26 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: 
     return stream;
   }
 
+  get laneKey(): string {
+    return this.options.laneKey;
+  }
+
+  // Carries the stream on an idle lane; undefined when there is none (the caller then opens a
+  // stream on the link).
+  carryOnLane(client: ClientEnd, request: StreamRequest): Promise<SpliceResult> | undefined {
+    if (this.closed) return undefined;
+    const lane = this.lanes.take();
+    if (lane === undefined) return undefined;
+    this.activeStreams++;
+    return lane.carry(client, { streamId: request.streamId, project: request.project, platform: request.platform }).finally(() => {
+      this.activeStreams--;
+    });
+  }
+
   close(reason: GatewayError): void {
     if (this.closedWith) return;
     this.closedWith = reason;
+    this.lanes.closeAll(reason);
     clearInterval(this.heartbeatTimer);
     this.heartbeat?.cancel();
     this.options.log.info('agent link closed', { agentId: this.agentId, reason: reason.message });

@@ -3,10 +3,13 @@ import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import tls from 'node:tls';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   AGENT_CONNECT_PATH,
+  AGENT_LANE_PATH,
   AGENT_UPGRADE_PROTOCOL,
+  LANE_UPGRADE_PROTOCOL,
   FlowControl,
   Header,
   TUNNEL_PATH,
@@ -71,6 +74,10 @@ export interface GatewayOptions {
   admission?: AgentAdmission;
   /** Whether the fleet can bring up builders of a platform on demand; default: it cannot (local agents). */
   canProvision?: (platform: Platform) => boolean;
+  /** An agent's idle lane older than this is retired (default 20 s). */
+  laneIdleMaxMs?: number;
+  /** Idle lanes kept per agent (default 16). */
+  maxIdleLanes?: number;
 }
 
 export interface PlacementOptions {
@@ -322,14 +329,50 @@ export class Gateway {
       });
       return;
     }
+    if (path === AGENT_LANE_PATH && upgrade === LANE_UPGRADE_PROTOCOL) {
+      try {
+        this.handleLane(req, socket, head);
+        this.metrics.laneConnections.inc({ outcome: 'accepted' });
+      } catch (err) {
+        const error = toGatewayError(err);
+        this.metrics.laneConnections.inc({ outcome: wireCodeOf(error.code) });
+        refuseUpgrade(socket, error);
+      }
+      return;
+    }
     if (path === TUNNEL_PATH && upgrade === 'websocket') {
       this.handleWebSocketTunnel(req, socket, head);
       return;
     }
     refuseUpgrade(
       socket,
-      new GatewayError('BAD_REQUEST', `cannot upgrade ${path} to '${upgrade}'; expected ${TUNNEL_PATH} with websocket or ${AGENT_CONNECT_PATH} with ${AGENT_UPGRADE_PROTOCOL}`),
+      new GatewayError(
+        'BAD_REQUEST',
+        `cannot upgrade ${path} to '${upgrade}'; expected ${TUNNEL_PATH} with websocket, ${AGENT_CONNECT_PATH} with ${AGENT_UPGRADE_PROTOCOL} or ${AGENT_LANE_PATH} with ${LANE_UPGRADE_PROTOCOL}`,
+      ),
     );
+  }
+
+  // A lane is admitted on the key this replica gave the agent's link, so it is cheap (no token to
+  // verify) and can only join the link it was made for: a lane that a load balancer put on
+  // another replica finds no link there and is refused.
+  private handleLane(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const agentId = String(req.headers[Header.agentId] ?? '');
+    const key = String(req.headers[Header.laneKey] ?? '');
+    const link = this.pool.get(agentId);
+    if (link === undefined) {
+      throw new GatewayError('CONFLICT', `agent '${agentId.slice(0, 64)}' has no link to gateway ${this.options.gatewayId}; a lane joins the link of the replica it reached`);
+    }
+    const expected = Buffer.from(link.laneKey);
+    const given = Buffer.from(key);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new GatewayError('UNAUTHENTICATED', `lane for agent '${agentId.slice(0, 64)}' presented a wrong ${Header.laneKey}; expected the key from this replica's 101`);
+    }
+    // Throws NO_CAPACITY before anything is written when the agent holds too many.
+    link.lanes.add(socket, () => {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${LANE_UPGRADE_PROTOCOL}\r\n\r\n`);
+      if (head.length > 0) socket.unshift(head);
+    });
   }
 
   private handleWebSocketTunnel(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -381,10 +424,11 @@ export class Gateway {
     );
     // HTTP/2 must not take the socket over while the 101 is still being written: its native
     // session would receive the completion of a write it never made (and Node aborts).
+    const laneKey = randomBytes(24).toString('base64url');
     await new Promise<void>((resolve, reject) =>
       socket.write(
         `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${AGENT_UPGRADE_PROTOCOL}\r\n` +
-          `${Header.gatewayId}: ${this.options.gatewayId}\r\n\r\n`,
+          `${Header.gatewayId}: ${this.options.gatewayId}\r\n${Header.laneKey}: ${laneKey}\r\n\r\n`,
         (err) =>
         err ? reject(new GatewayError('AGENT_LOST', `agent went away during the upgrade: ${err.message}`)) : resolve(),
       ),
@@ -397,6 +441,9 @@ export class Gateway {
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs,
       describeTimeoutMs: this.options.agentDescribeTimeoutMs,
+      laneKey,
+      maxIdleLanes: this.options.maxIdleLanes ?? 16,
+      laneIdleMaxMs: this.options.laneIdleMaxMs ?? 20_000,
       log: this.options.log,
     });
     try {

@@ -114,6 +114,10 @@ export interface GatewayMetrics {
   registry: MetricsRegistry;
   streamsOpened: Counter;
   streamsFailed: Counter;
+  /** Streams to an agent held here, by what carried them to it: a lane, or the link itself. */
+  streamsByPath: Counter;
+  /** Lane connections agents offered, by outcome. */
+  laneConnections: Counter;
   bytes: Counter;
   agentConnections: Counter;
   authFailures: Counter;
@@ -139,6 +143,8 @@ export function createGatewayMetrics(collectAgents: () => Array<[Labels, number]
     registry,
     streamsOpened: registry.counter('slipway_tunnel_streams_opened_total', 'Tunnel streams accepted, by transport and platform.'),
     streamsFailed: registry.counter('slipway_tunnel_streams_failed_total', 'Tunnel streams that ended with an error, by code.'),
+    streamsByPath: registry.counter('slipway_tunnel_streams_by_path_total', 'Tunnel streams by what carried them to the agent: lane (a data connection) or link (a stream on the agent link).'),
+    laneConnections: registry.counter('slipway_agent_lanes_total', 'Lane connections agents opened, by outcome.'),
     bytes: registry.counter('slipway_tunnel_bytes_total', 'Bytes carried through tunnels, by direction.'),
     agentConnections: registry.counter('slipway_agent_connections_total', 'Agent connections, by outcome.'),
     authFailures: registry.counter('slipway_auth_failures_total', 'Rejected authentications, by path and code.'),

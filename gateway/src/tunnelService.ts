@@ -6,7 +6,8 @@ import type { Authenticator, ClientIdentity } from './authenticator.js';
 import type { AgentPool } from './agentPool.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { BuildService } from './buildService.js';
-import { splice, type ClientEnd, type StreamTarget } from './tunnelSplice.js';
+import { splice, type ClientEnd, type SpliceResult, type StreamTarget } from './tunnelSplice.js';
+import type { StreamRequest } from './agentLink.js';
 import type { AbuseGuard } from './abuseGuard.js';
 
 /** Finds a stream target for a builder whose link this replica does not hold (replica forwarding). */
@@ -128,12 +129,13 @@ export class TunnelService {
   }
 
   private async carry(client: ClientEnd, request: TunnelRequest, link: StreamTarget, transport: string): Promise<void> {
-    const agentStream = link.openStream({ streamId: request.streamId, project: request.identity.project, platform: request.platform });
-    // The stream's own error listener comes from splice(); this one covers the gap until then.
-    agentStream.on('error', () => {});
+    const streamRequest = { streamId: request.streamId, project: request.identity.project, platform: request.platform };
+    const onLane = link.carryOnLane?.(client, streamRequest);
+    const carrying = onLane ?? this.spliceOnLink(client, streamRequest, link);
     this.metrics.streamsOpened.inc({ transport, platform: request.platform });
+    this.metrics.streamsByPath.inc({ path: onLane ? 'lane' : 'link' });
     this.active.set(request.platform, (this.active.get(request.platform) ?? 0) + 1);
-    const result = await splice(client, agentStream, link);
+    const result = await carrying;
     this.active.set(request.platform, (this.active.get(request.platform) ?? 1) - 1);
     this.metrics.bytes.inc({ direction: 'up' }, result.bytesUp);
     this.metrics.bytes.inc({ direction: 'down' }, result.bytesDown);
@@ -147,5 +149,12 @@ export class TunnelService {
         reason: result.error.message,
       });
     }
+  }
+
+  private spliceOnLink(client: ClientEnd, streamRequest: StreamRequest, link: StreamTarget): Promise<SpliceResult> {
+    const agentStream = link.openStream(streamRequest);
+    // The stream's own error listener comes from splice(); this one covers the gap until then.
+    agentStream.on('error', () => {});
+    return splice(client, agentStream, link);
   }
 }

@@ -25,6 +25,8 @@ export interface StreamTarget {
   readonly closed: boolean;
   hasCapacity(): boolean;
   openStream(request: StreamRequest): ClientHttp2Stream;
+  // Carries the stream on a lane to the agent when one is idle (only a link held here has lanes).
+  carryOnLane?(client: ClientEnd, request: StreamRequest): Promise<SpliceResult> | undefined;
 }
 
 export interface SpliceResult {

@@ -31,7 +31,7 @@ export interface BenchResults {
   addedP50Ms: Record<'h2' | 'websocket', Record<string, number>>;
   transfers: TransferMeasurement[];
   latencies: LatencyMeasurement[];
-  gateway: { streamsOpened: number; streamsFailed: number; bytesCarried: number };
+  gateway: { streamsOpened: number; streamsFailed: number; bytesCarried: number; streamsOnLanes: number };
 }
 
 function byTarget<T extends { target: TargetName }>(items: readonly T[], pick: (item: T) => number): Record<TargetName, number> {

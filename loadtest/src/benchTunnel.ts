@@ -79,6 +79,7 @@ async function main(config: BenchConfig): Promise<void> {
       streamsOpened: metricTotal(metrics, 'slipway_tunnel_streams_opened_total'),
       streamsFailed: metricTotal(metrics, 'slipway_tunnel_streams_failed_total'),
       bytesCarried: metricTotal(metrics, 'slipway_tunnel_bytes_total'),
+      streamsOnLanes: metricTotal(metrics, 'slipway_tunnel_streams_by_path_total', (labels) => labels.includes('path="lane"')),
     },
   };
   const mismatch = results.transfers.find((t) => t.bytesVerified !== t.bytes);

@@ -48,7 +48,10 @@ export function formatResults(r: BenchResults): string {
   out.push(`latency samples: ${samples.join('; ')}`);
   const verified = r.transfers.filter((t) => t.direction === 'upload').map((t) => `${t.target} ${t.bytesVerified === t.bytes ? 'ok' : `MISMATCH ${t.bytesVerified}/${t.bytes}`}`);
   out.push(`upload byte counts confirmed by the upstream: ${verified.join(', ')}`);
-  out.push(`gateway: ${r.gateway.streamsOpened} tunnel streams opened, ${r.gateway.streamsFailed} failed, ${(r.gateway.bytesCarried / 1e9).toFixed(2)} GB carried`);
+  out.push(
+    `gateway: ${r.gateway.streamsOpened} tunnel streams opened (${r.gateway.streamsOnLanes} carried to the agent on lanes, the rest on the agent link), ` +
+      `${r.gateway.streamsFailed} failed, ${(r.gateway.bytesCarried / 1e9).toFixed(2)} GB carried`,
+  );
 
   const roles: Array<[string, (t: TargetName) => CpuRole | undefined]> = [
     ['client', () => 'client'],

@@ -8,3 +8,4 @@ export * from './logger.js';
 export * from './webSocketByteStream.js';
 export * from './httpResponseHead.js';
 export * from './socketDuplex.js';
+export * from './laneFrames.js';

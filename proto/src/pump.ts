@@ -17,7 +17,8 @@ export interface Pump {
   stop(): void;
 }
 
-export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferBytes = PUMP_BUFFER_BYTES): Pump {
+// frameHeader, when given, is written ahead of every chunk (a lane's DATA frame header).
+export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferBytes = PUMP_BUFFER_BYTES, frameHeader?: (bytes: number) => Buffer): Pump {
   const limit = Math.max(bufferBytes, dst.writableHighWaterMark);
   let paused = false;
   // HTTP/2 DATA frames (16 KiB) straddle TLS records (16 KiB), so a receiving hop sees many small
@@ -37,6 +38,7 @@ export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferByte
       dst.cork();
       setImmediate(uncork);
     }
+    if (frameHeader !== undefined) dst.write(frameHeader(chunk.length));
     dst.write(chunk);
     // Past the high-water mark write() has returned false, so 'drain' is due once it empties.
     if (dst.writableLength >= limit) {

@@ -26,6 +26,9 @@ export const Header = {
   // On the 101 that accepts an agent link: which replica the agent reached (behind a TCP load
   // balancer, the agent learns it here and keeps links to distinct replicas).
   gatewayId: 'slipway-gateway-id',
+  // On the same 101: the secret with which the agent opens lanes to this replica (laneFrames.ts);
+  // on a lane's upgrade request: that secret, proving the lane comes from the linked agent.
+  laneKey: 'slipway-lane-key',
   // On any answer of a replica that is shutting down: it still serves this request, but the
   // client should open its next ones on a new connection (another replica, through the load
   // balancer).
