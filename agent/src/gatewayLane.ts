@@ -5,6 +5,7 @@ import {
   LaneFrameType,
   LaneProtocolError,
   PUMP_BUFFER_BYTES,
+  TurnCork,
   isLaneOpen,
   laneControlFrame,
   laneDataHeader,
@@ -177,10 +178,14 @@ export class GatewayLane {
     });
     upstream.on('drain', onUpstreamDrain);
     upstream.setNoDelay(true);
+    // A TLS record holds a frame header and pieces of two DATA frames: batched per turn, not a
+    // syscall each.
+    const batch = new TurnCork(upstream);
     this.stream = {
       data: (bytes) => {
         // After the upstream has gone both ways there is nowhere to put it: drop it.
         if (upstream.destroyed) return;
+        batch.hold();
         upstream.write(bytes);
         if (upstream.writableLength >= PUMP_BUFFER_BYTES && !pausedForUpstream) {
           pausedForUpstream = true;
@@ -194,12 +199,16 @@ export class GatewayLane {
       },
       cut: finish,
     };
+    // ACCEPT, the first reply bytes and END often come in one turn: one TLS record, one write.
+    const laneBatch = new TurnCork(socket);
+    laneBatch.hold();
     socket.write(laneFrameHeader(LaneFrameType.ACCEPT, 0));
     const down: Pump = pump(
       upstream,
       socket,
       () => {
         downDone = true;
+        laneBatch.hold();
         socket.write(laneFrameHeader(LaneFrameType.END, 0));
         maybeIdle();
       },

@@ -4,6 +4,7 @@ import {
   LaneFrameType,
   LaneProtocolError,
   PUMP_BUFFER_BYTES,
+  TurnCork,
   isLaneError,
   isWireErrorCode,
   laneControlFrame,
@@ -35,6 +36,7 @@ export class AgentLane {
   private closedWith: string | undefined;
   /** Set by AgentLanes while the lane waits for a stream. */
   idleSince = 0;
+  private readonly cork: TurnCork;
 
   constructor(
     private readonly socket: Duplex,
@@ -42,6 +44,7 @@ export class AgentLane {
     private readonly onIdle: (lane: AgentLane) => void,
     private readonly onClosed: (lane: AgentLane) => void,
   ) {
+    this.cork = new TurnCork(socket);
     this.parser = new LaneFrameParser({
       data: (bytes) => {
         if (this.sink === undefined) throw new LaneProtocolError('DATA on an idle lane');
@@ -139,6 +142,8 @@ export class AgentLane {
       };
       const protocol = (what: string): void => failFromAgent(new GatewayError('AGENT_LOST', `agent ${this.agentId} broke the lane protocol: ${what}`));
 
+      // Pieces of DATA frames cut by TLS records: batched per turn into the client's transport.
+      const batch = new TurnCork(client.writable);
       this.sink = {
         accept: () => {
           if (accepted) return protocol('a second ACCEPT');
@@ -148,6 +153,7 @@ export class AgentLane {
         data: (bytes) => {
           if (!accepted || downDone) return protocol(accepted ? 'DATA after END' : 'DATA before ACCEPT');
           bytesDown += bytes.length;
+          batch.hold();
           client.writable.write(bytes);
           if (client.writable.writableLength >= PUMP_BUFFER_BYTES && !pausedForClient) {
             pausedForClient = true;
@@ -175,12 +181,16 @@ export class AgentLane {
         },
       };
       client.writable.on('drain', onClientDrain);
+      // OPEN leaves in one TLS record with the client's first bytes, which usually arrived with
+      // the request: one write, not two, on the way to the agent.
+      this.cork.hold();
       socket.write(laneControlFrame(LaneFrameType.OPEN, open));
       const up: Pump = pump(
         client.readable,
         socket,
         () => {
           upDone = true;
+          this.cork.hold();
           socket.write(laneFrameHeader(LaneFrameType.END, 0));
           maybeDone();
         },

@@ -21,23 +21,11 @@ export interface Pump {
 export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferBytes = PUMP_BUFFER_BYTES, frameHeader?: (bytes: number) => Buffer): Pump {
   const limit = Math.max(bufferBytes, dst.writableHighWaterMark);
   let paused = false;
-  // HTTP/2 DATA frames (16 KiB) straddle TLS records (16 KiB), so a receiving hop sees many small
-  // chunks. Written one by one, each is a syscall (to a socket) or a call into the HTTP/2 session
-  // (to a stream); corked until the event loop has handled the reads at hand, they leave as one
-  // writev. Measured on a relaying hop (HTTP/2 in, HTTP/2 out): about 9% less CPU per byte.
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    dst.uncork();
-  };
+  const batch = new TurnCork(dst);
   let bytes = 0;
   const onData = (chunk: Buffer): void => {
     bytes += chunk.length;
-    if (!corked) {
-      corked = true;
-      dst.cork();
-      setImmediate(uncork);
-    }
+    batch.hold();
     if (frameHeader !== undefined) dst.write(frameHeader(chunk.length));
     dst.write(chunk);
     // Past the high-water mark write() has returned false, so 'drain' is due once it empties.
@@ -71,4 +59,26 @@ export function pump(src: Readable, dst: Writable, onEnd: () => void, bufferByte
     },
     stop,
   };
+}
+
+// HTTP/2 DATA frames (16 KiB) straddle TLS records (16 KiB), so a receiving hop sees many small
+// chunks. Written one by one, each is a syscall (to a socket) or a call into the HTTP/2 session
+// (to a stream); corked until the event loop has handled the reads at hand, they leave as one
+// writev. Measured on a relaying hop (HTTP/2 in, HTTP/2 out): about 9% less CPU per byte.
+export class TurnCork {
+  private corked = false;
+  private readonly release = (): void => {
+    this.corked = false;
+    this.dst.uncork();
+  };
+
+  constructor(private readonly dst: Writable) {}
+
+  // Call before each write: the first one of a turn corks, the turn's end uncorks.
+  hold(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.dst.cork();
+    setImmediate(this.release);
+  }
 }
