@@ -100,21 +100,12 @@ export class GatewayLane {
     throw new LaneProtocolError(`frame type ${type} is not one a gateway sends`);
   }
 
-  // The stream cannot be served: say why (ERROR instead of ACCEPT) and close the lane, since the
-  // gateway may already have sent the stream's bytes behind OPEN.
-  refuse(error: AgentError): void {
-    this.fail(error);
-  }
-
-  private fail(error: AgentError): void {
+  // Ends the stream with ERROR and closes the lane: a refusal (instead of ACCEPT; the gateway may
+  // already have sent the stream's bytes behind OPEN), or a cut (the agent is shutting down).
+  fail(error: AgentError): void {
     if (this.state === 'closed') return;
     this.socket.end(laneControlFrame(LaneFrameType.ERROR, { code: wireCodeOf(error.code), message: error.message.slice(0, 1024) }));
     this.close();
-  }
-
-  // Cuts the stream being served (the agent is shutting down), telling the gateway why.
-  cut(error: AgentError): void {
-    this.fail(error);
   }
 
   close(): void {

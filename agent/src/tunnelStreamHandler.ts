@@ -64,10 +64,10 @@ export class TunnelStreamHandler {
     const refusal = this.refusal();
     if (refusal) {
       this.log.info('stream refused', { code: refusal.code, reason: refusal.message });
-      lane.refuse(refusal);
+      lane.fail(refusal);
       return;
     }
-    const ended = this.begin({ cut: () => lane.cut(new AgentError('DRAINING', 'agent drained and shut down before the stream completed')) });
+    const ended = this.begin({ cut: () => lane.fail(new AgentError('DRAINING', 'agent drained and shut down before the stream completed')) });
     this.upstream.dial(lane.signal).then(
       (socket) =>
         lane.serve(socket, ended, (err) => {
@@ -77,7 +77,7 @@ export class TunnelStreamHandler {
       (err: unknown) => {
         const error = toAgentError(err);
         this.log.info('stream refused', { code: error.code, reason: error.message });
-        lane.refuse(error);
+        lane.fail(error);
         ended();
       },
     );

@@ -190,7 +190,7 @@ test('an upstream that fails mid-stream is reported as ERROR UPSTREAM_FAILED, an
   try {
     refused.gateway.write(laneControlFrame(LaneFrameType.OPEN, OPEN));
     while (refused.events.opened.length === 0) await new Promise((r) => setTimeout(r, 5));
-    refused.lane.refuse(new AgentError('DRAINING', 'agent is shutting down'));
+    refused.lane.fail(new AgentError('DRAINING', 'agent is shutting down'));
     const error = await refused.frames.next();
     assert.deepEqual(JSON.parse(error.payload.toString()), { code: 'DRAINING', message: 'agent is shutting down' });
     await refused.frames.closed;

@@ -4,8 +4,8 @@ import { GatewayError } from './gatewayError.js';
 
 export interface AgentLanesOptions {
   agentId: string;
-  /** Lanes an agent may hold open to this replica at once, idle or busy, until maxLanes is set. */
-  maxLanes: number;
+  /** Lanes an agent may hold open to this replica at once, idle or busy. */
+  maxLanes(): number;
   /** Idle lanes kept; one going idle beyond this is closed. */
   maxIdle: number;
   /**
@@ -24,12 +24,8 @@ export class AgentLanes {
   private readonly idle: AgentLane[] = [];
   private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
-  /** The agent's stream limit, once it has described itself: more lanes could never all be busy. */
-  maxLanes: number;
 
-  constructor(private readonly options: AgentLanesOptions) {
-    this.maxLanes = options.maxLanes;
-  }
+  constructor(private readonly options: AgentLanesOptions) {}
 
   get idleCount(): number {
     return this.idle.length;
@@ -43,8 +39,9 @@ export class AgentLanes {
   // is known to be wanted.
   add(socket: Duplex, accept: () => void): void {
     if (this.closed) throw new GatewayError('AGENT_LOST', `the link of agent ${this.options.agentId} has closed`);
-    if (this.all.size >= this.maxLanes) {
-      throw new GatewayError('NO_CAPACITY', `agent ${this.options.agentId} already holds ${this.all.size} lanes to this replica (limit ${this.maxLanes})`);
+    const limit = this.options.maxLanes();
+    if (this.all.size >= limit) {
+      throw new GatewayError('NO_CAPACITY', `agent ${this.options.agentId} already holds ${this.all.size} lanes to this replica (limit ${limit})`);
     }
     accept();
     const lane = new AgentLane(

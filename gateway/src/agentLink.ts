@@ -65,7 +65,8 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: 
     super();
     this.agentId = options.agentId;
     this.fleet = options.fleet;
-    this.lanes = new AgentLanes({ agentId: options.agentId, maxLanes: 1, maxIdle: options.maxIdleLanes, idleMaxMs: options.laneIdleMaxMs });
+    // More lanes than the agent's stream limit could never all be busy; none before it has described itself.
+    this.lanes = new AgentLanes({ agentId: options.agentId, maxLanes: () => this.maxStreams, maxIdle: options.maxIdleLanes, idleMaxMs: options.laneIdleMaxMs });
     this.session = http2.connect(`http://agent.${encodeURIComponent(options.agentId)}.invalid`, {
       // Native: the agent's end keeps reading while it writes (SocketDuplex), so this session
       // pausing its input during its own writes cannot deadlock the link.
@@ -105,7 +106,6 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: 
     this.platform = description.platform;
     this.maxStreams = description.maxStreams;
     this.maxBuilds = description.maxBuilds > 0 ? description.maxBuilds : 1;
-    this.lanes.maxLanes = description.maxStreams;
     this.instanceId = description.instanceId || undefined;
     this.startHeartbeat();
   }
@@ -186,7 +186,7 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: 
     const lane = this.lanes.take();
     if (lane === undefined) return undefined;
     this.activeStreams++;
-    return lane.carry(client, { streamId: request.streamId, project: request.project, platform: request.platform }).finally(() => {
+    return lane.carry(client, request).finally(() => {
       this.activeStreams--;
     });
   }
