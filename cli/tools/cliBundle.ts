@@ -16,7 +16,6 @@ import { build } from 'esbuild';
 //                     is this folder.
 
 const CLI_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const PROTO_PACKAGE = path.resolve(CLI_ROOT, '../proto');
 /** The .proto trees of @slipway/proto, laid out by package name (see proto/src/protoFiles.ts). */
 const PROTO_TREES = ['moby', 'slipway'];
 /** Modules the bundle reaches through import.meta.url, each accounted for by the layout above. */
@@ -31,13 +30,17 @@ export interface CliBundle {
 
 export const DEFAULT_BUNDLE_DIR = path.join(CLI_ROOT, 'dist/bundle');
 
-/** Bundles the CLI from the current sources into `dir` (emptied first). */
-export async function bundleCli(dir: string = DEFAULT_BUNDLE_DIR): Promise<CliBundle> {
+/**
+ * Bundles the CLI from the current sources into `dir` (emptied first). `cliRoot` bundles another
+ * checkout's cli/ instead (a worktree of an earlier commit, to compare); its dependencies resolve
+ * from that checkout's node_modules.
+ */
+export async function bundleCli(dir: string = DEFAULT_BUNDLE_DIR, cliRoot: string = CLI_ROOT): Promise<CliBundle> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const script = path.join(dir, 'bin/slipway.mjs');
   await build({
-    entryPoints: [path.join(CLI_ROOT, 'src/main.ts')],
+    entryPoints: [path.join(cliRoot, 'src/main.ts')],
     outfile: script,
     bundle: true,
     platform: 'node',
@@ -61,6 +64,6 @@ export async function bundleCli(dir: string = DEFAULT_BUNDLE_DIR): Promise<CliBu
         `check that whatever the new one locates is in the bundle's folder (cli/tools/cliBundle.ts), then update the count`,
     );
   }
-  for (const tree of PROTO_TREES) cpSync(path.join(PROTO_PACKAGE, tree), path.join(dir, tree), { recursive: true, filter: (src) => !src.endsWith('.ts') });
+  for (const tree of PROTO_TREES) cpSync(path.join(cliRoot, '../proto', tree), path.join(dir, tree), { recursive: true, filter: (src) => !src.endsWith('.ts') });
   return { dir, script };
 }

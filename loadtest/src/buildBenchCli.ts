@@ -13,9 +13,9 @@ export interface BenchCli {
   description: string;
 }
 
-export async function prepareBenchCli(dir: string, repoRoot: string): Promise<BenchCli> {
+export async function prepareBenchCli(dir: string, repoRoot: string, cliRepo: string): Promise<BenchCli> {
   const started = Date.now();
-  const cli = await bundleCli(path.join(dir, 'cli'));
+  const cli = await bundleCli(path.join(dir, 'cli'), cliRepo === '' ? undefined : path.join(path.resolve(cliRepo), 'cli'));
   const probe = path.join(dir, 'probe/buildProbe.mjs');
   await build({
     entryPoints: [path.join(repoRoot, 'loadtest/src/buildProbe.ts')],
@@ -29,7 +29,7 @@ export async function prepareBenchCli(dir: string, repoRoot: string): Promise<Be
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   return {
     nodeArgs: (profileArgs) => ['--import', probe, ...profileArgs, cli.script],
-    description: `the CLI bundled by esbuild from the working tree's sources when the bench started (cli/tools/cliBundle.ts, ${seconds} s), run by node ${process.version}`,
+    description: `the CLI bundled by esbuild from ${cliRepo === '' ? "the working tree's" : `${path.resolve(cliRepo)}'s`} sources when the bench started (cli/tools/cliBundle.ts, ${seconds} s), run by node ${process.version}`,
   };
 }
 

@@ -11,6 +11,8 @@ export interface BuildBenchConfig {
   largeFileBytes: number;
   /** Which `slipway` is measured: the bundle built from the current sources (as shipped), or the sources run through tsx. */
   cli: 'bundle' | 'source';
+  /** Another checkout whose cli/ is bundled instead of this one's (empty: this one). */
+  cliRepo: string;
   /** Folder for V8 CPU profiles of each `slipway build` (none when empty). */
   cpuProfDir: string;
   verbose: boolean;
@@ -24,6 +26,7 @@ const FLAGS: Record<string, string> = {
   '--large-files': 'SLIPWAY_BENCH_LARGE_FILES',
   '--large-file-mb': 'SLIPWAY_BENCH_LARGE_FILE_MB',
   '--cli': 'SLIPWAY_BENCH_CLI',
+  '--cli-repo': 'SLIPWAY_BENCH_CLI_REPO',
   '--cpu-prof-dir': 'SLIPWAY_BENCH_CPU_PROF_DIR',
   '--verbose': 'SLIPWAY_BENCH_VERBOSE',
 };
@@ -38,10 +41,12 @@ export function loadBuildBenchConfig(env: Env, argv: readonly string[]): BuildBe
     largeFiles: readInt(e, 'SLIPWAY_BENCH_LARGE_FILES', 20, 0, 1_000, problems),
     largeFileBytes: readInt(e, 'SLIPWAY_BENCH_LARGE_FILE_MB', 10, 1, 4_096, problems) * 1_000_000,
     cli: readEnum(e, 'SLIPWAY_BENCH_CLI', ['bundle', 'source'] as const, 'bundle', problems),
+    cliRepo: e['SLIPWAY_BENCH_CLI_REPO'] ?? '',
     cpuProfDir: e['SLIPWAY_BENCH_CPU_PROF_DIR'] ?? '',
     verbose: readBool(e, 'SLIPWAY_BENCH_VERBOSE', false, problems),
     childBaseEnv: Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LANG'].flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]!] as const]))),
   };
+  if (config.cli === 'source' && config.cliRepo !== '') problems.push('--cli-repo bundles another checkout: it needs --cli bundle, not --cli source');
   if (problems.length > 0) throw new BenchError('CONFIG_INVALID', `invalid bench configuration:\n  - ${problems.join('\n  - ')}`);
   return config;
 }
@@ -57,6 +62,7 @@ export function buildBenchUsage(): string {
       .map(([f, v]) => `  ${f.padEnd(18)} ${v}`)
       .join('\n')}\n` +
     `Defaults: --runs 3 --seed 20261127 --small-files 10000 --large-files 20 --large-file-mb 10 --cli bundle\n` +
-    `(--cli bundle: the CLI bundled from the current sources first, as it would ship; --cli source: run through tsx). Needs root.\n`
+    `(--cli bundle: the CLI bundled from the current sources first, as it would ship; --cli source: run through tsx;\n` +
+    `--cli-repo DIR: bundle DIR's cli/ instead, e.g. a git worktree of an earlier commit, against this checkout's gateway and agent). Needs root.\n`
   );
 }

@@ -99,8 +99,9 @@ export function formatBuildBench(samples: BuildSample[]): string {
     out.push(
       'Where slipway build\'s time goes (medians, seconds; from a probe loaded into the CLI and the diagnostics channel of its context source):',
       table(['case', 'start-up', 'to upload', 'walk+stat', 'send', 'entries/files sent', 'MB sent', 'send MB/s', 'after upload', 'CLI CPU s'], detail),
-      '  start-up: spawn to the first socket (Node and tsx start, configuration); to upload: gateway connection, tunnel to dockerd, Solve,',
-      '  the frontend reading the Dockerfile, until BuildKit asks for the context; walk+stat: listing the context (.dockerignore applied);',
+      '  start-up: spawn to the first socket (Node start, loading the CLI: the bundle, or tsx transpiling it with --cli source; configuration);',
+      '  to upload: gateway connection, tunnel to dockerd, Solve, the frontend reading the Dockerfile, until BuildKit asks for the context;',
+      '  walk+stat: listing the context (.dockerignore applied);',
       '  send: the context\'s stats and files until BuildKit says FIN, as the session handler sees it (the tunnel\'s throughput included);',
       '  after upload: COPY, RUN and the rest of the solve on the builder, then the CLI\'s exit.',
     );
