@@ -9,6 +9,7 @@ import {
 } from '@slipway/proto';
 import { AgentError } from './agentError.js';
 import { instanceIdentityHeaders, type InstanceIdentity } from './instanceIdentity.js';
+import type { SlabReader } from './slabReader.js';
 
 export interface GatewayDialOptions {
   gatewayUrl: URL;
@@ -76,6 +77,8 @@ export interface UpgradeDialOptions {
   signal: AbortSignal;
   /** A TLS session of an earlier connection to the same gateway, to resume. */
   session?: Buffer | undefined;
+  /** Reads the connection through onread (SlabReader) instead of as a stream; bytes after the 101 wait in it. */
+  reader?: SlabReader | undefined;
 }
 
 // TLS to the gateway's public port, then an HTTP/1.1 Upgrade; resolves once the 101 has arrived,
@@ -97,6 +100,7 @@ export async function dialUpgrade(
     ca: options.ca,
     ALPNProtocols: ['http/1.1'],
     ...(options.session ? { session: options.session } : {}),
+    ...(options.reader ? { onread: options.reader.onread } : {}),
   });
   socket.on('error', () => {});
   const timer = setTimeout(
@@ -116,11 +120,14 @@ export async function dialUpgrade(
     });
     const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
     socket.write(`GET ${path} HTTP/1.1\r\nHost: ${gatewayUrl.host}\r\nConnection: Upgrade\r\nUpgrade: ${protocol}\r\n${lines}\r\n`);
-    const head = await readHttpResponseHead(socket, MAX_HEAD_BYTES, options.signal).catch((err: Error) => {
-      throw err instanceof AgentError ? err : new AgentError('GATEWAY_PROTOCOL', `gateway ${where} answered the upgrade badly: ${err.message}`, { cause: err });
-    });
+    const { reader } = options;
+    const head = await (reader ? reader.readHead(socket, MAX_HEAD_BYTES, options.signal) : readHttpResponseHead(socket, MAX_HEAD_BYTES, options.signal)).catch(
+      (err: Error) => {
+        throw err instanceof AgentError ? err : new AgentError('GATEWAY_PROTOCOL', `gateway ${where} answered the upgrade badly: ${err.message}`, { cause: err });
+      },
+    );
     if (head.statusCode !== 101) {
-      const body = await readBoundedBody(socket, head, 4096, 2_000);
+      const body = await (reader ? reader.readText(socket, 4096, 2_000) : readBoundedBody(socket, head, 4096, 2_000));
       socket.destroy();
       let detail = body.trim().slice(0, 500);
       try {

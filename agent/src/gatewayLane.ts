@@ -16,6 +16,7 @@ import {
   type Pump,
 } from '@slipway/proto';
 import { AgentError, wireCodeOf } from './agentError.js';
+import type { SlabReader } from './slabReader.js';
 
 export interface GatewayLaneHost {
   // A stream arrived: answer it with serve() or refuse().
@@ -42,8 +43,10 @@ export class GatewayLane {
   private stream: { data(bytes: Buffer): void; end(): void; cut(): void } | undefined;
   private readonly closing = new AbortController();
 
+  // `reader` is how the socket is read (it was dialed with reader.onread).
   constructor(
     private readonly socket: tls.TLSSocket,
+    reader: SlabReader,
     private readonly host: GatewayLaneHost,
   ) {
     this.parser = new LaneFrameParser({
@@ -53,7 +56,8 @@ export class GatewayLane {
     socket.on('error', () => this.close());
     socket.on('close', () => this.close());
     socket.on('end', () => this.close());
-    socket.on('data', (chunk: Buffer) => {
+    reader.consume((chunk) => {
+      if (this.state === 'closed') return;
       try {
         this.parser.push(chunk);
       } catch (err) {

@@ -3,6 +3,7 @@ import { toAgentError } from './agentError.js';
 import { Backoff } from './backoff.js';
 import { dialUpgrade } from './gatewayDialer.js';
 import { GatewayLane } from './gatewayLane.js';
+import { SlabReader } from './slabReader.js';
 
 export interface GatewayLanesOptions {
   gatewayUrl: URL;
@@ -70,8 +71,9 @@ export class GatewayLanes {
     if (this.idleCount >= this.options.idleTarget || this.lanes.size >= this.options.maxLanes) return;
     this.dialing = true;
     const { options } = this;
+    const reader = new SlabReader();
     dialUpgrade(
-      { gatewayUrl: options.gatewayUrl, ca: options.ca, connectTimeoutMs: options.connectTimeoutMs, signal: this.stop.signal, session: this.tlsSession },
+      { gatewayUrl: options.gatewayUrl, ca: options.ca, connectTimeoutMs: options.connectTimeoutMs, signal: this.stop.signal, session: this.tlsSession, reader },
       AGENT_LANE_PATH,
       LANE_UPGRADE_PROTOCOL,
       { [Header.agentId]: options.agentId, [Header.laneKey]: options.laneKey },
@@ -85,7 +87,7 @@ export class GatewayLanes {
         const session = socket.getSession();
         if (session) this.tlsSession = session;
         this.backoff.reset();
-        const lane = new GatewayLane(socket, {
+        const lane = new GatewayLane(socket, reader, {
           open: (l, request) => {
             this.streams.open(l, request);
             this.fill();

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { LaneFrameParser, LaneFrameType, laneControlFrame, laneDataHeader, laneFrameHeader, type LaneOpen } from '@slipway/proto';
 import { GatewayLane } from '../src/gatewayLane.js';
 import { AgentError } from '../src/agentError.js';
+import { SlabReader } from '../src/slabReader.js';
 import { makeTestTls, type TestTls } from './testTls.js';
 
 let pki: TestTls;
@@ -60,13 +61,16 @@ async function lanePair(): Promise<{
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const accepted = once(server, 'secureConnection') as Promise<[tls.TLSSocket]>;
-  const client = tls.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, ca: pki.caCertPem });
+  const reader = new SlabReader();
+  // Node's typings lack tls.connect's onread (documented since Node 8.10 for net, passed through by tls).
+  const options: tls.ConnectionOptions & { onread: SlabReader['onread'] } = { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, ca: pki.caCertPem, onread: reader.onread };
+  const client = tls.connect(options);
   client.on('error', () => {});
   await once(client, 'secureConnect');
   const [gateway] = await accepted;
   gateway.on('error', () => {});
   const events = { opened: [] as LaneOpen[], idle: 0, closed: 0 };
-  const lane = new GatewayLane(client, {
+  const lane = new GatewayLane(client, reader, {
     open: (_l, request) => events.opened.push(request),
     idle: () => events.idle++,
     closed: () => events.closed++,

@@ -10,6 +10,26 @@ export class HttpHeadError extends Error {
   override readonly name = 'HttpHeadError';
 }
 
+// The response head at the start of `bytes` and what follows it, or undefined while the head is
+// incomplete. Throws HttpHeadError on a head that is not HTTP/1.x or is longer than maxBytes.
+export function parseHttpResponseHead(bytes: Buffer, maxBytes: number): { head: HttpResponseHead; rest: Buffer } | undefined {
+  const end = bytes.indexOf('\r\n\r\n');
+  if (end < 0) {
+    if (bytes.length > maxBytes) throw new HttpHeadError(`peer sent more than ${maxBytes} bytes without ending the HTTP response head`);
+    return undefined;
+  }
+  const lines = bytes.subarray(0, end).toString('latin1').split('\r\n');
+  const statusLine = lines[0] ?? '';
+  const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
+  if (!match) throw new HttpHeadError(`expected an HTTP/1.1 status line; got ${JSON.stringify(statusLine.slice(0, 80))}`);
+  const headers = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  return { head: { statusCode: Number(match[1]), statusLine, headers }, rest: bytes.subarray(end + 4) };
+}
+
 // Reads one HTTP/1.1 response head from a socket that is about to change protocols (an Upgrade,
 // a CONNECT). Bytes after the head belong to whatever comes next, so they are unshifted back.
 // The head is bounded: a peer that never ends it cannot make us buffer without limit.
@@ -40,27 +60,17 @@ export function readHttpResponseHead(socket: Duplex, maxBytes: number, signal?: 
       let chunk: Buffer | null;
       while (!settled && (chunk = socket.read() as Buffer | null) !== null) {
         buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-        const end = buffered.indexOf('\r\n\r\n');
-        if (end < 0) {
-          if (buffered.length > maxBytes) fail(new HttpHeadError(`peer sent more than ${maxBytes} bytes without ending the HTTP response head`));
-          continue;
-        }
-        cleanup();
-        const rest = buffered.subarray(end + 4);
-        if (rest.length > 0) socket.unshift(rest);
-        const lines = buffered.subarray(0, end).toString('latin1').split('\r\n');
-        const statusLine = lines[0] ?? '';
-        const match = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(statusLine);
-        if (!match) {
-          reject(new HttpHeadError(`expected an HTTP/1.1 status line; got ${JSON.stringify(statusLine.slice(0, 80))}`));
+        let parsed: { head: HttpResponseHead; rest: Buffer } | undefined;
+        try {
+          parsed = parseHttpResponseHead(buffered, maxBytes);
+        } catch (err) {
+          fail(err as Error);
           return;
         }
-        const headers = new Map<string, string>();
-        for (const line of lines.slice(1)) {
-          const colon = line.indexOf(':');
-          if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-        }
-        resolve({ statusCode: Number(match[1]), statusLine, headers });
+        if (parsed === undefined) continue;
+        cleanup();
+        if (parsed.rest.length > 0) socket.unshift(parsed.rest);
+        resolve(parsed.head);
       }
     };
     if (signal?.aborted) {
