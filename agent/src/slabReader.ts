@@ -1,10 +1,11 @@
 import type tls from 'node:tls';
 import { HttpHeadError, parseHttpResponseHead, type HttpResponseHead } from '@slipway/proto';
 
-// Big enough that a slab serves many reads (a TLS read yields at most one 16 KiB record), small
-// enough that the few a busy lane keeps alive (views still queued toward the upstream) cost little.
-const SLAB_BYTES = 1024 * 1024;
-const MIN_READ_BYTES = 64 * 1024;
+// A TLS read yields at most one 16 KiB record, so a slab serves eight reads; small enough that
+// every lane (idle ones keep their last slab) and the few slabs a busy lane's queued views keep
+// alive cost little.
+const SLAB_BYTES = 128 * 1024;
+const MIN_READ_BYTES = 16 * 1024;
 
 // Reads a TLS socket through `onread` into consecutive pieces of a large slab instead of a fresh
 // Buffer per TLS record pushed through a Readable. Measured on one TLS leg, receiving costs about a
