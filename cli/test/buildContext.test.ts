@@ -18,6 +18,7 @@ import {
   PACKET_FIN,
   PACKET_REQ,
   PACKET_STAT,
+  statPacket,
   dataPacketHeader,
   decodePacket,
   encodePacket,
@@ -25,6 +26,7 @@ import {
   kindOf,
   unixPermOf,
   type Packet,
+  type WireStat,
 } from '../src/build/fsutilPacket.js';
 
 test('.dockerignore patterns: folders, wildcards, ** and exceptions, the last match winning', () => {
@@ -99,6 +101,35 @@ test('a DATA packet\'s hand-encoded header followed by its payload is what proto
       assert.equal(back.ID, id);
       assert.deepEqual(back.data, data);
     }
+  }
+});
+
+test("a STAT packet's hand encoding is what protobuf encodes, and decodes back to the same Stat (sizes, negative and 64-bit times, UTF-8 names, links, xattrs, zero fields)", () => {
+  const full: WireStat = {
+    path: 'dir/naïve ✓.txt',
+    mode: (2 ** 31 + 0o4755) >>> 0,
+    uid: 2 ** 32 - 2,
+    gid: 1000,
+    size: '10485760',
+    modTime: '1764280000123456789',
+    linkname: '../target',
+    devmajor: '8',
+    devminor: '1',
+    xattrs: { 'user.a': Buffer.from('one'), 'security.capability': randomBytes(20) },
+  };
+  // Every Stat field set: protobufjs writes the same bytes, after the packet's type 0 (08 00), a
+  // zero field it writes because it was given one and proto3 lets the hand encoding leave out.
+  assert.deepEqual(Buffer.concat([Buffer.from([0x08, 0x00]), statPacket(full)]), encodePacket({ type: PACKET_STAT, stat: full }));
+  const cases: WireStat[] = [
+    full,
+    { ...full, modTime: '-1', size: '0', uid: 0, gid: 0, linkname: '', devmajor: '0', devminor: '0', xattrs: {} },
+    { ...full, path: '', mode: 0, modTime: '0', size: String(2n ** 62n) },
+    { ...full, path: 'x'.repeat(300), modTime: '-9223372036854775808' },
+  ];
+  for (const stat of cases) {
+    const back = decodePacket(statPacket(stat));
+    assert.equal(back.type, PACKET_STAT);
+    assert.deepEqual({ ...back.stat!, xattrs: { ...back.stat!.xattrs } }, stat);
   }
 });
 

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { PathPatterns } from './pathPatterns.js';
 import { GRPC_NOT_FOUND, GrpcStatusError } from './grpcStatusError.js';
 import type { ServerCall } from './sessionServer.js';
-import { PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT, dataPacketHeader, decodePacket, encodePacket, kindOf, wireStatOf, type WireStat } from './fsutilPacket.js';
+import { PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT, dataPacketHeader, decodePacket, encodePacket, kindOf, statPacket, wireStatOf, type WireStat } from './fsutilPacket.js';
 
 // The local folders a build may read (the context, the Dockerfile's folder), served to BuildKit
 // through FileSync.DiffCopy as fsutil's sender. BuildKit names the folder (dir-name) and says
@@ -173,7 +173,7 @@ export class ContextSource {
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!;
         if (kindOf(entry.stat.mode) === 'file') files.set(i, entry);
-        await call.send(encodePacket({ type: PACKET_STAT, stat: entry.stat }));
+        await call.send(statPacket(entry.stat));
       }
       await call.send(encodePacket({ type: PACKET_STAT }));
       counters.packets += entries.length + 1;

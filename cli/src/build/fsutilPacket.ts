@@ -53,6 +53,75 @@ export function dataPacketHeader(id: number, payloadBytes: number): Buffer {
   return Buffer.from(out);
 }
 
+/**
+ * A STAT packet, encoded by hand as protobuf would (proto3: fields at their zero value left out).
+ * A context of 10,000 files is listed in 10,000 of these, every build, incremental ones too: the
+ * generic encoder's conversions of each object cost several times the encoding itself.
+ */
+export function statPacket(stat: WireStat): Buffer {
+  const pathBytes = Buffer.from(stat.path);
+  const linkBytes = Buffer.from(stat.linkname);
+  const head: number[] = [];
+  const tail: number[] = [];
+  appendUint32Field(tail, 0x10, stat.mode);
+  appendUint32Field(tail, 0x18, stat.uid);
+  appendUint32Field(tail, 0x20, stat.gid);
+  appendInt64Field(tail, 0x28, stat.size);
+  appendInt64Field(tail, 0x30, stat.modTime);
+  const xattrs = Object.entries(stat.xattrs).map(([name, value]) => {
+    const key = Buffer.from(name);
+    const entry: number[] = [0x0a];
+    appendVarint(entry, key.length);
+    const mid: number[] = [0x12];
+    appendVarint(mid, value.length);
+    const body = Buffer.concat([Buffer.from(entry), key, Buffer.from(mid), value]);
+    const field: number[] = [0x52];
+    appendVarint(field, body.length);
+    return Buffer.concat([Buffer.from(field), body]);
+  });
+  const late: number[] = [];
+  appendInt64Field(late, 0x40, stat.devmajor);
+  appendInt64Field(late, 0x48, stat.devminor);
+  const parts: Buffer[] = [];
+  if (pathBytes.length > 0) {
+    const p: number[] = [0x0a];
+    appendVarint(p, pathBytes.length);
+    parts.push(Buffer.from(p), pathBytes);
+  }
+  parts.push(Buffer.from(tail));
+  if (linkBytes.length > 0) {
+    const l: number[] = [0x3a];
+    appendVarint(l, linkBytes.length);
+    parts.push(Buffer.from(l), linkBytes);
+  }
+  parts.push(Buffer.from(late), ...xattrs);
+  let statLength = 0;
+  for (const part of parts) statLength += part.length;
+  // Packet: type STAT is 0 (left out), then field 2, the Stat.
+  head.push(0x12);
+  appendVarint(head, statLength);
+  return Buffer.concat([Buffer.from(head), ...parts], head.length + statLength);
+}
+
+function appendUint32Field(out: number[], tag: number, value: number): void {
+  if (value === 0) return;
+  out.push(tag);
+  appendVarint(out, value);
+}
+
+/** An int64 field given as a decimal string (nanosecond times do not fit a double); nothing when 0. */
+function appendInt64Field(out: number[], tag: number, decimal: string): void {
+  if (decimal === '0' || decimal === '') return;
+  out.push(tag);
+  // Negative values go as their 64-bit two's complement, ten bytes, as protobuf sends them.
+  let v = BigInt.asUintN(64, BigInt(decimal));
+  while (v > 0x7fn) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  }
+  out.push(Number(v));
+}
+
 const GO_DIR = 2 ** 31;
 const GO_SYMLINK = 2 ** 27;
 const GO_DEVICE = 2 ** 26;

@@ -1,5 +1,5 @@
 import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
-import { GrpcFrameDecoder, encodeGrpcFrame } from '@slipway/proto';
+import { GrpcFrameDecoder, grpcFramePrefix } from '@slipway/proto';
 import type { MethodCodec } from './buildkitProtos.js';
 import { MessageQueue } from './messageQueue.js';
 import { GRPC_OK, GrpcStatusError, grpcMessageOf } from './grpcStatusError.js';
@@ -68,12 +68,28 @@ export class GrpcClientCall<Req, Res> {
   }
 
   writeRaw(bytes: Buffer): Promise<void> {
+    return this.writeParts([bytes]);
+  }
+
+  /**
+   * Sends one encoded message given as consecutive pieces, written as they are behind the gRPC
+   * prefix: a message wrapping megabytes of payload is never copied to be framed.
+   */
+  writeParts(parts: readonly Buffer[]): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.stream.destroyed || this.stream.writableEnded) {
         reject(new GrpcStatusError(undefined, 'the call is over', this.codec.path));
         return;
       }
-      this.stream.write(encodeGrpcFrame(bytes), (err) => (err ? reject(err) : resolve()));
+      let length = 0;
+      for (const part of parts) length += part.length;
+      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
+      const last = parts.findLastIndex((p) => p.length > 0);
+      // Corked: the HTTP/2 stream takes the prefix and the pieces in one write.
+      this.stream.cork();
+      this.stream.write(grpcFramePrefix(length), last < 0 ? done : undefined);
+      for (let i = 0; i <= last; i++) if (parts[i]!.length > 0) this.stream.write(parts[i], i === last ? done : undefined);
+      this.stream.uncork();
     });
   }
 

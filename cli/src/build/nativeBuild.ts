@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import http2 from 'node:http2';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
-import { SocketDuplex, type Platform } from '@slipway/proto';
+import type { Platform } from '@slipway/proto';
 import { CliError } from '../cliError.js';
 import type { TunnelClient } from '../tunnelClient.js';
+import type { TunnelStream } from '../tunnelStream.js';
 import { methodCodec } from './buildkitProtos.js';
 import type { BuildOptions } from './buildOptions.js';
 import { frontendAttrsOf } from './buildOptions.js';
@@ -22,6 +23,7 @@ import type { SolveProgress, StatusMessage } from './buildStatus.js';
 import type { BuildConsole } from './buildConsole.js';
 import { progressDisplay } from './progressDisplay.js';
 import { SessionServer } from './sessionServer.js';
+import { TunnelSocket } from './tunnelSocket.js';
 import { serveRegistryAuth } from './registryAuthService.js';
 import { serveSshForward } from './sshForward.js';
 import { cacheRefusalOf, checkBuilderCache, solveCacheOf } from './cacheOptions.js';
@@ -84,18 +86,19 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
   tunnel.once('remote-end', (error) => {
     tunnelError = error;
   });
-  const bytes = Duplex.from({ readable: tunnel.readable, writable: batchedWrites(tunnel.writable) });
+  const bytes = tunnelBytes(tunnel);
   bytes.on('error', () => {
     // Reported through the tunnel's remote-end and the calls' statuses.
   });
-  const connection = http2.connect('http://buildkit', { createConnection: () => new SocketDuplex(bytes, MAX_BUFFERED_BYTES), settings: { initialWindowSize: 4 * 1024 * 1024 } });
+  const connection = http2.connect('http://buildkit', { createConnection: () => new TunnelSocket(bytes, MAX_BUFFERED_BYTES), settings: { initialWindowSize: 4 * 1024 * 1024 } });
   connection.on('error', () => {
     // Each call reports the connection's end as its own.
   });
   const release = (): void => {
+    // The tunnel first: its stream may be `bytes` itself, which destroy() would end without CANCEL.
+    tunnel.cancel();
     connection.destroy();
     bytes.destroy();
-    tunnel.cancel();
     client.streamEnded();
   };
   let sessionError: Error | undefined;
@@ -192,6 +195,17 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     statusCall.cancel();
     release();
   }
+}
+
+/**
+ * The tunnel as one byte stream for the connection to BuildKit. Both tunnel kinds are a single
+ * Duplex with a writev (an HTTP/2 stream, a WebSocketByteStream): TunnelSocket's corked writes
+ * then reach it as one batch, with no layer between to copy or re-split it.
+ */
+function tunnelBytes(tunnel: TunnelStream): Duplex {
+  const { readable } = tunnel;
+  if (readable instanceof Duplex && readable === (tunnel.writable as unknown)) return readable;
+  return Duplex.from({ readable: tunnel.readable, writable: batchedWrites(tunnel.writable) });
 }
 
 async function unaryOn<Req, Res>(call: GrpcClientCall<Req, Res>, request: Req): Promise<Res> {
