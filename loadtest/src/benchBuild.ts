@@ -64,8 +64,8 @@ async function main(config: BuildBenchConfig): Promise<number> {
   progress(`generating the context (seed ${config.seed})`);
   const context = await makeBenchContext(path.join(dir, 'ctx'), config.seed, config);
   const original = await readFile(context.touchedFile);
-  progress(config.cli === 'source' ? 'running the CLI from its sources through tsx' : `bundling the CLI from ${config.cliRepo || 'the current'} sources`);
-  const cli = config.cli === 'bundle' ? await prepareBenchCli(path.join(dir, 'cli'), REPO_ROOT, config.cliRepo) : sourceBenchCli(REPO_ROOT);
+  progress(config.cli === 'source' ? `running the CLI from ${config.cliRepo || 'its'} sources through tsx` : `bundling the CLI from ${config.cliRepo || 'the current'} sources`);
+  const cli = config.cli === 'bundle' ? await prepareBenchCli(path.join(dir, 'cli'), REPO_ROOT, config.cliRepo) : sourceBenchCli(REPO_ROOT, config.cliRepo);
   progress(`starting dockerd 20.10, a gateway and an agent in dockerd mode`);
   const dockerd = (held.dockerd = await startBenchDockerd(path.join(dir, 'd'), config.childBaseEnv, config.verbose));
   const stack = (held.stack = await startBuildBenchStack(REPO_ROOT, path.join(dir, 's'), dockerd.socketPath, config.childBaseEnv, config.verbose));

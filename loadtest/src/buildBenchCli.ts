@@ -34,10 +34,11 @@ export async function prepareBenchCli(dir: string, repoRoot: string, cliRepo: st
 }
 
 /** The CLI run from its TypeScript sources through tsx, as the repository's tests run it. */
-export function sourceBenchCli(repoRoot: string): BenchCli {
+export function sourceBenchCli(repoRoot: string, cliRepo: string): BenchCli {
   const probe = path.join(repoRoot, 'loadtest/src/buildProbe.ts');
+  const script = path.join(cliRepo === '' ? repoRoot : path.resolve(cliRepo), 'cli/bin/slipway.mjs');
   return {
-    nodeArgs: (profileArgs) => ['--import', 'tsx', '--import', probe, ...profileArgs, path.join(repoRoot, 'cli/bin/slipway.mjs')],
-    description: `cli/bin/slipway.mjs, the sources run through tsx (start-up includes transpiling), by node ${process.version}`,
+    nodeArgs: (profileArgs) => ['--import', 'tsx', '--import', probe, ...profileArgs, script],
+    description: `${script}, the sources run through tsx (start-up includes transpiling), by node ${process.version}`,
   };
 }

@@ -11,7 +11,7 @@ export interface BuildBenchConfig {
   largeFileBytes: number;
   /** Which `slipway` is measured: the bundle built from the current sources (as shipped), or the sources run through tsx. */
   cli: 'bundle' | 'source';
-  /** Another checkout whose cli/ is bundled instead of this one's (empty: this one). */
+  /** Another checkout whose cli/ is run (bundled, or through tsx) instead of this one's (empty: this one). */
   cliRepo: string;
   /** Folder for V8 CPU profiles of each `slipway build` (none when empty). */
   cpuProfDir: string;
@@ -46,7 +46,6 @@ export function loadBuildBenchConfig(env: Env, argv: readonly string[]): BuildBe
     verbose: readBool(e, 'SLIPWAY_BENCH_VERBOSE', false, problems),
     childBaseEnv: Object.fromEntries(['PATH', 'HOME', 'TMPDIR', 'LANG'].flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]!] as const]))),
   };
-  if (config.cli === 'source' && config.cliRepo !== '') problems.push('--cli-repo bundles another checkout: it needs --cli bundle, not --cli source');
   if (problems.length > 0) throw new BenchError('CONFIG_INVALID', `invalid bench configuration:\n  - ${problems.join('\n  - ')}`);
   return config;
 }
@@ -63,6 +62,6 @@ export function buildBenchUsage(): string {
       .join('\n')}\n` +
     `Defaults: --runs 3 --seed 20261127 --small-files 10000 --large-files 20 --large-file-mb 10 --cli bundle\n` +
     `(--cli bundle: the CLI bundled from the current sources first, as it would ship; --cli source: run through tsx;\n` +
-    `--cli-repo DIR: bundle DIR's cli/ instead, e.g. a git worktree of an earlier commit, against this checkout's gateway and agent). Needs root.\n`
+    `--cli-repo DIR: DIR's cli/ instead, e.g. a git worktree of an earlier commit, against this checkout's gateway and agent). Needs root.\n`
   );
 }
