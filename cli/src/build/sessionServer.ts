@@ -20,6 +20,7 @@ export class ServerCall {
   /** Bytes written to the stream whose write has not completed yet. */
   private unsent = 0;
   private readonly turns: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+  private corked = false;
 
   constructor(
     private readonly stream: ServerHttp2Stream,
@@ -95,11 +96,25 @@ export class ServerCall {
       this.unsent -= length + 5;
       while (this.turns.length > 0 && this.unsent < MAX_UNSENT_BYTES) this.turns.shift()!.resolve();
     };
-    this.stream.cork();
+    this.corkForThisTick();
     const last = parts.findLastIndex((p) => p.length > 0);
     this.stream.write(prefix, last < 0 ? written : undefined);
     for (let i = 0; i <= last; i++) if (parts[i]!.length > 0) this.stream.write(parts[i], i === last ? written : undefined);
-    this.stream.uncork();
+  }
+
+  /**
+   * Everything sent in this turn of the event loop goes to the connection as one write: a
+   * context's listing is thousands of small STAT messages, and each small file a DATA message
+   * and an empty one, which written one by one each cost a trip through the HTTP/2 stream.
+   */
+  private corkForThisTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.stream.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.stream.uncork();
+    });
   }
 
   private gone(): GrpcStatusError {
