@@ -198,6 +198,7 @@ test('a new project gets an instance launched for it, stopped when idle, started
   assert.equal(inst.architecture, 'arm64');
   assert.equal(inst.launchTemplateId, ARM.id);
   assert.equal(inst.tags.get(PROJECT_TAG), 'acme');
+  await waitFor(() => vms.boots.length === 1, WAIT_MS, 'the boot recorded');
   assert.deepEqual(vms.boots, [id], 'the build runs on the agent of the launched instance');
   assert.deepEqual(await table.boundBuilders('acme', 'linux/arm64'), [id]);
 
@@ -214,6 +215,9 @@ test('a new project gets an instance launched for it, stopped when idle, started
   assert.equal(second.warm, true);
   assert.equal(fake.callsOf('RunInstances').length, 1, 'no second launch');
   assert.equal(fake.callsOf('StartInstances').length, 1);
+  // The simulator records a boot once its agent's registration has been seen, which may be after
+  // the gateway has already placed the build on that agent.
+  await waitFor(() => vms.boots.length === 2, WAIT_MS, 'the second boot recorded');
   assert.deepEqual(vms.boots, [id, id]);
   const metrics = stack.gateway.metrics.registry.render();
   assert.match(metrics, /slipway_builder_starts_total\{kind="warm",platform="linux\/arm64"\} 1\b/);
