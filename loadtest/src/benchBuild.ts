@@ -18,6 +18,7 @@ import { makeBenchContext } from './buildBenchContext.js';
 import { runBuild, type BuildCase, type BuildSample, type BuildTool } from './buildBenchRun.js';
 import { BUILD_PLATFORM, startBuildBenchStack, type BuildBenchStack } from './buildBenchStack.js';
 import { formatBuildBench, verdicts } from './buildBenchTable.js';
+import { fetchGatewayMetrics, metricTotal } from './gatewayMetrics.js';
 
 const argv = process.argv.slice(2);
 if (argv.includes('--help') || argv.includes('-h')) {
@@ -112,14 +113,24 @@ async function main(config: BuildBenchConfig): Promise<number> {
   await build('docker', 'cold', tiny);
   await build('slipway', 'cold', tiny);
 
+  // Which path carried slipway's streams to the agent (a lane, or the agent link when no lane was idle).
+  const gatewayCa = await readFile(stack.cliEnv['SLIPWAY_CA_CERT']!);
+  const streamPaths = async (): Promise<{ lane: number; link: number }> => {
+    const text = await fetchGatewayMetrics(stack.cliEnv['SLIPWAY_GATEWAY']!, gatewayCa);
+    const on = (p: string): number => metricTotal(text, 'slipway_tunnel_streams_by_path_total', (labels) => labels.includes(`path="${p}"`));
+    return { lane: on('lane'), link: on('link') };
+  };
   const samples: BuildSample[] = [];
   for (let run = 0; run < config.runs; run++) {
     const order: BuildTool[] = run % 2 === 0 ? ['docker', 'slipway'] : ['slipway', 'docker'];
     for (const tool of order) {
       await coldPrep();
       await writeFile(context.touchedFile, original);
+      const pathsBefore = tool === 'slipway' ? await streamPaths() : undefined;
       const cold = await build(tool, 'cold', context.dir);
-      progress(`run ${run + 1}/${config.runs} ${tool} cold: ${cold.wallSeconds.toFixed(2)} s (load average ${loadavg()})`);
+      const paths = pathsBefore && (await streamPaths());
+      const carried = paths && pathsBefore ? `; tunnel streams to the agent: ${paths.lane - pathsBefore.lane} on lanes, ${paths.link - pathsBefore.link} on the link` : '';
+      progress(`run ${run + 1}/${config.runs} ${tool} cold: ${cold.wallSeconds.toFixed(2)} s (load average ${loadavg()}${carried})`);
       await writeFile(context.touchedFile, Buffer.concat([Buffer.from(`// changed in run ${run} for ${tool}\n`), original]));
       const incremental = await build(tool, 'incremental', context.dir);
       progress(`run ${run + 1}/${config.runs} ${tool} incremental: ${incremental.wallSeconds.toFixed(2)} s (load average ${loadavg()})`);
