@@ -76,7 +76,7 @@ export class GatewayLanes {
       { gatewayUrl: options.gatewayUrl, ca: options.ca, connectTimeoutMs: options.connectTimeoutMs, signal: this.stop.signal, session: this.tlsSession, reader },
       AGENT_LANE_PATH,
       LANE_UPGRADE_PROTOCOL,
-      { [Header.agentId]: options.agentId, [Header.laneKey]: options.laneKey },
+      { [Header.agentId]: options.agentId, [Header.laneKey]: options.laneKey, [Header.gatewayId]: options.gatewayId },
     ).then(
       ({ socket }) => {
         this.dialing = false;

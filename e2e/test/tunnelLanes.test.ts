@@ -94,6 +94,13 @@ test('a lane for an agent with no link to this replica is refused with 409', asy
   assert.match(answer.text, /agent 'nobody' has no link to gateway/);
 });
 
+test('a lane that reaches another replica than the one it is for is refused with 409 naming both', async () => {
+  const answer = await openLane({ 'slipway-agent-id': 'laneless', 'slipway-lane-key': laneKeyOf('laneless'), 'slipway-gateway-id': 'replica-b' });
+  assert.equal(answer.status, 409);
+  assert.match(answer.text, /is for gateway replica-b but reached gateway /);
+  assert.equal(stack.gateway.pool.get('laneless')?.lanes.size, 0);
+});
+
 test('a stream on a lane: OPEN names it, its bytes follow at once, ACCEPT, DATA and END come back', async () => {
   const { socket, status } = await openLane({ 'slipway-agent-id': 'laneless', 'slipway-lane-key': laneKeyOf('laneless') });
   assert.equal(status, 101);

@@ -359,6 +359,12 @@ export class Gateway {
   private handleLane(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const agentId = String(req.headers[Header.agentId] ?? '');
     const key = String(req.headers[Header.laneKey] ?? '');
+    // Through a load balancer a lane may reach another replica than the one whose link it serves:
+    // say so, rather than calling its key wrong.
+    const meantFor = req.headers[Header.gatewayId];
+    if (typeof meantFor === 'string' && meantFor !== this.options.gatewayId) {
+      throw new GatewayError('CONFLICT', `lane of agent '${agentId.slice(0, 64)}' is for gateway ${meantFor.slice(0, 64)} but reached gateway ${this.options.gatewayId}`);
+    }
     const link = this.pool.get(agentId);
     if (link === undefined) {
       throw new GatewayError('CONFLICT', `agent '${agentId.slice(0, 64)}' has no link to gateway ${this.options.gatewayId}; a lane joins the link of the replica it reached`);

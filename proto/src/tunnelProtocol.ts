@@ -24,7 +24,8 @@ export const Header = {
   agentPlatform: 'slipway-agent-platform',
   agentVersion: 'slipway-agent-version',
   // On the 101 that accepts an agent link: which replica the agent reached (behind a TCP load
-  // balancer, the agent learns it here and keeps links to distinct replicas).
+  // balancer, the agent learns it here and keeps links to distinct replicas). On a lane's upgrade
+  // request: the replica whose link the lane is for.
   gatewayId: 'slipway-gateway-id',
   // On the same 101: the secret with which the agent opens lanes to this replica (laneFrames.ts);
   // on a lane's upgrade request: that secret, proving the lane comes from the linked agent.
