@@ -17,6 +17,7 @@ import {
 } from '@slipway/proto';
 import { AgentError, wireCodeOf } from './agentError.js';
 import type { SlabReader } from './slabReader.js';
+import { closeWhenFlushed } from './upstream.js';
 
 export interface GatewayLaneHost {
   // A stream arrived: answer it with serve() or refuse().
@@ -148,19 +149,22 @@ export class GatewayLane {
       pausedForUpstream = false;
       socket.resume();
     };
-    const finish = (): void => {
+    // `cleanly`: both directions ended, and what is still queued toward the upstream (which may
+    // have ended its side long before and read slowly since) must reach it before it is closed.
+    const finish = (cleanly = false): void => {
       if (finished) return;
       finished = true;
       this.stream = undefined;
       down.stop();
       upstream.off('drain', onUpstreamDrain);
-      upstream.destroy();
+      if (cleanly) closeWhenFlushed(upstream);
+      else upstream.destroy();
       if (pausedForUpstream) socket.resume();
       done();
     };
     const maybeIdle = (): void => {
       if (!upDone || !downDone) return;
-      finish();
+      finish(true);
       if (this.state === 'serving') {
         this.state = 'idle';
         this.host.idle(this);
@@ -192,7 +196,7 @@ export class GatewayLane {
         if (!upstream.destroyed) upstream.end();
         maybeIdle();
       },
-      cut: finish,
+      cut: () => finish(),
     };
     // ACCEPT, the first reply bytes and END often come in one turn: one TLS record, one write.
     const laneBatch = new TurnCork(socket);

@@ -2,7 +2,7 @@ import http2, { type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:ht
 import type net from 'node:net';
 import { Header, STREAM_END_CLEAN, WireErrorHttpStatus, pump, type LaneOpen, type Logger } from '@slipway/proto';
 import { AgentError, toAgentError, wireCodeOf } from './agentError.js';
-import type { Upstream } from './upstream.js';
+import { closeWhenFlushed, type Upstream } from './upstream.js';
 import type { GatewayLane } from './gatewayLane.js';
 
 // A stream being carried, over the link or a lane: all the drain needs of it.
@@ -122,7 +122,7 @@ export class TunnelStreamHandler {
     let upDone = false;
     let downDone = false;
     const finishIfDone = (): void => {
-      if (upDone && downDone) socket.destroy();
+      if (upDone && downDone) closeWhenFlushed(socket);
     };
     socket.on('error', (err) => {
       if (downDone) return;
@@ -145,8 +145,11 @@ export class TunnelStreamHandler {
       stream.end();
       finishIfDone();
     });
-    // The gateway cancelling (its client left, or the link died) ends the upstream connection.
-    stream.once('close', () => socket.destroy());
+    // The gateway cancelling (its client left, or the link died) ends the upstream connection; a
+    // stream that ended both ways leaves it to finish writing (finishIfDone).
+    stream.once('close', () => {
+      if (!upDone || !downDone) socket.destroy();
+    });
   }
 
   // Keeps taking streams (of builds already placed here) until none has been open for quietMs, or

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
+import { createHash, randomBytes } from 'node:crypto';
 import { LaneFrameParser, LaneFrameType, laneControlFrame, laneDataHeader, laneFrameHeader, type LaneOpen } from '@slipway/proto';
 import { GatewayLane } from '../src/gatewayLane.js';
 import { AgentError } from '../src/agentError.js';
@@ -200,5 +201,46 @@ test('an upstream that fails mid-stream is reported as ERROR UPSTREAM_FAILED, an
     await refused.frames.closed;
   } finally {
     refused.close();
+  }
+});
+
+test("an upstream that ended its side first and reads slowly still gets every byte the gateway sent before END", async () => {
+  const pair = await lanePair();
+  let report!: (hash: string) => void;
+  const received = new Promise<string>((r) => (report = r));
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    // Half-closes at once, then reads slowly, so the agent's writes to it are still queued when
+    // both directions have ended.
+    s.end();
+    const hash = createHash('sha256');
+    s.on('data', (c: Buffer) => {
+      hash.update(c);
+      s.pause();
+      setTimeout(() => s.resume(), 4);
+    });
+    s.on('end', () => report(hash.digest('hex')));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    pair.gateway.write(laneControlFrame(LaneFrameType.OPEN, OPEN));
+    while (pair.events.opened.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const upstream = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, allowHalfOpen: true });
+    upstream.on('error', () => {});
+    await once(upstream, 'connect');
+    pair.lane.serve(upstream, () => {}, (err) => new AgentError('UPSTREAM_FAILED', err.message));
+    assert.equal((await pair.frames.next()).type, LaneFrameType.ACCEPT);
+    assert.equal((await pair.frames.next()).type, LaneFrameType.END);
+    const payload = randomBytes(24 * 1024 * 1024);
+    for (let i = 0; i < payload.length; i += 64 * 1024) {
+      const piece = payload.subarray(i, i + 64 * 1024);
+      pair.gateway.write(Buffer.concat([laneDataHeader(piece.length), piece]));
+    }
+    pair.gateway.write(laneFrameHeader(LaneFrameType.END, 0));
+    assert.equal(await received, createHash('sha256').update(payload).digest('hex'));
+  } finally {
+    pair.close();
+    server.close();
   }
 });
