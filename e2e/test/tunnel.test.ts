@@ -147,9 +147,13 @@ async function startGreeterServer(): Promise<{ address: string; received: Promis
     const hash = createHash('sha256');
     let bytes = 0;
     socket.end('greetings\n');
+    // Reads slowly: what the client sends is still queued toward it when both directions have
+    // ended, and must not be dropped when the agent closes the connection.
     socket.on('data', (c: Buffer) => {
       bytes += c.length;
       hash.update(c);
+      socket.pause();
+      setTimeout(() => socket.resume(), 4);
     });
     // The agent also dials spare connections ahead of use, which it closes unused once the
     // greeter ends them: only the connection that carried the client's bytes is reported.
@@ -180,7 +184,7 @@ for (const [transport, lanes] of [['h2', undefined], ['websocket', undefined], [
       assert.equal(greeting.toString(), 'greetings\n');
       assert.equal(socket.writable, true, 'our direction is still open after the upstream ended its own');
       // Client -> upstream: everything sent after that still arrives, then our end-of-stream.
-      const payload = Buffer.alloc(3 * 1024 * 1024, 7);
+      const payload = Buffer.alloc(24 * 1024 * 1024, 7);
       socket.end(payload);
       assert.equal(await greeter.received, createHash('sha256').update(payload).digest('hex'));
       assert.equal(streamsCarriedOn(s, lanes === 0 ? 'link' : 'lane'), 1);

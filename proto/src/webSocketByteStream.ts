@@ -87,7 +87,15 @@ export class WebSocketByteStream extends Duplex {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (this.ws.readyState === this.ws.CONNECTING || this.ws.readyState === this.ws.OPEN) this.ws.terminate();
+    const open = this.ws.readyState === this.ws.OPEN;
+    if (error === null && open && this.eofReceived && this.writableFinished) {
+      // Both directions ended (this is autoDestroy): close with the handshake, whose frame goes
+      // out behind whatever is still queued on the socket. terminate() would drop that tail (a
+      // write's callback means ws handed it to the socket, not that it left).
+      this.ws.close(1000, 'done');
+    } else if (open || this.ws.readyState === this.ws.CONNECTING) {
+      this.ws.terminate();
+    }
     callback(error);
   }
 }
