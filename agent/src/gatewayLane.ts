@@ -17,7 +17,8 @@ import {
 } from '@slipway/proto';
 import { AgentError, wireCodeOf } from './agentError.js';
 import type { SlabReader } from './slabReader.js';
-import { closeWhenFlushed } from './upstream.js';
+import { closeWhenFlushed } from './closeWhenFlushed.js';
+import { UPSTREAM_FLUSH_LIMIT_MS } from './upstream.js';
 
 export interface GatewayLaneHost {
   // A stream arrived: answer it with serve() or refuse().
@@ -118,14 +119,9 @@ export class GatewayLane {
     this.state = 'closed';
     this.closing.abort();
     const { socket } = this;
-    if (socket.writableEnded && !socket.destroyed) {
-      // An ERROR is on its way out (fail): let it go, but not wait on a dead peer for ever.
-      const timer = setTimeout(() => socket.destroy(), FLUSH_LIMIT_MS);
-      socket.once('close', () => clearTimeout(timer));
-      socket.destroySoon();
-    } else {
-      socket.destroy();
-    }
+    // An ERROR on its way out (fail) is let go; anything else is over.
+    if (socket.writableEnded) closeWhenFlushed(socket, FLUSH_LIMIT_MS);
+    else socket.destroy();
     this.stream?.cut();
     this.host.closed(this);
   }
@@ -157,7 +153,7 @@ export class GatewayLane {
       this.stream = undefined;
       down.stop();
       upstream.off('drain', onUpstreamDrain);
-      if (cleanly) closeWhenFlushed(upstream);
+      if (cleanly) closeWhenFlushed(upstream, UPSTREAM_FLUSH_LIMIT_MS);
       else upstream.destroy();
       if (pausedForUpstream) socket.resume();
       done();

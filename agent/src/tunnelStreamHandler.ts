@@ -2,7 +2,8 @@ import http2, { type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:ht
 import type net from 'node:net';
 import { Header, STREAM_END_CLEAN, WireErrorHttpStatus, pump, type LaneOpen, type Logger } from '@slipway/proto';
 import { AgentError, toAgentError, wireCodeOf } from './agentError.js';
-import { closeWhenFlushed, type Upstream } from './upstream.js';
+import { UPSTREAM_FLUSH_LIMIT_MS, type Upstream } from './upstream.js';
+import { closeWhenFlushed } from './closeWhenFlushed.js';
 import type { GatewayLane } from './gatewayLane.js';
 
 // A stream being carried, over the link or a lane: all the drain needs of it.
@@ -122,7 +123,7 @@ export class TunnelStreamHandler {
     let upDone = false;
     let downDone = false;
     const finishIfDone = (): void => {
-      if (upDone && downDone) closeWhenFlushed(socket);
+      if (upDone && downDone) closeWhenFlushed(socket, UPSTREAM_FLUSH_LIMIT_MS);
     };
     socket.on('error', (err) => {
       if (downDone) return;

@@ -176,15 +176,5 @@ function connect(endpoint: UpstreamEndpoint, address: string, kind: UpstreamKind
   });
 }
 
-// A peer that stops reading must not hold a finished stream's connection for ever.
-const FLUSH_LIMIT_MS = 60_000;
-
-// Closes an upstream connection whose stream ended both ways once what is still queued toward it
-// has been written: the upstream may have ended its own side long before and read slowly since,
-// and destroy() would drop the rest of what the client sent.
-export function closeWhenFlushed(socket: net.Socket): void {
-  if (socket.destroyed) return;
-  const timer = setTimeout(() => socket.destroy(), FLUSH_LIMIT_MS);
-  socket.once('close', () => clearTimeout(timer));
-  socket.destroySoon();
-}
+/** A stream that ended both ways still writes what is queued toward its upstream, for this long at most. */
+export const UPSTREAM_FLUSH_LIMIT_MS = 60_000;

@@ -6,7 +6,6 @@ import {
   PUMP_BUFFER_BYTES,
   TurnCork,
   isLaneError,
-  isWireErrorCode,
   laneControlFrame,
   laneDataHeader,
   laneFrameHeader,
@@ -15,7 +14,7 @@ import {
   type LaneOpen,
   type Pump,
 } from '@slipway/proto';
-import { GatewayError } from './gatewayError.js';
+import { GatewayError, agentReportedError } from './gatewayError.js';
 import type { ClientEnd, SpliceResult } from './tunnelSplice.js';
 
 // What the stream being carried does with the frames the agent sends.
@@ -80,7 +79,7 @@ export class AgentLane {
         return;
       case LaneFrameType.ERROR: {
         const { code, message } = parseLaneJson(payload, 'ERROR', isLaneError);
-        sink.fail(new GatewayError(isWireErrorCode(code) && code !== 'INTERNAL' ? code : 'UPSTREAM_FAILED', message.slice(0, 1024)));
+        sink.fail(agentReportedError(code, message.slice(0, 1024)));
         return;
       }
       default:

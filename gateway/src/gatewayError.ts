@@ -1,4 +1,4 @@
-import type { WireErrorCode } from '@slipway/proto';
+import { isWireErrorCode, type WireErrorCode } from '@slipway/proto';
 
 export const GatewayErrorCodes = [
   'CONFIG_INVALID',
@@ -52,4 +52,10 @@ export function wireCodeOf(code: GatewayErrorCode): WireErrorCode {
     default:
       return code;
   }
+}
+
+// A failure an agent reported (trailers, a lane's ERROR): its wire code where it is one the
+// client can act on, else UPSTREAM_FAILED.
+export function agentReportedError(code: string, message: string): GatewayError {
+  return new GatewayError(isWireErrorCode(code) && code !== 'INTERNAL' ? code : 'UPSTREAM_FAILED', message);
 }

@@ -1,7 +1,7 @@
 import http2, { type ClientHttp2Stream } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
-import { Header, STREAM_END_CLEAN, isWireErrorCode, pump, type Pump } from '@slipway/proto';
-import { GatewayError } from './gatewayError.js';
+import { Header, STREAM_END_CLEAN, pump, type Pump } from '@slipway/proto';
+import { GatewayError, agentReportedError } from './gatewayError.js';
 import type { StreamRequest } from './agentLink.js';
 
 // The client's end of a tunnel stream, whatever carries it (an HTTP/2 stream or a WebSocket).
@@ -38,7 +38,7 @@ export interface SpliceResult {
 function agentError(headers: http2.IncomingHttpHeaders, fallback: string): GatewayError {
   const code = String(headers[Header.errorCode] ?? '');
   const message = String(headers[Header.errorMessage] ?? fallback);
-  return new GatewayError(isWireErrorCode(code) && code !== 'INTERNAL' ? code : 'UPSTREAM_FAILED', message);
+  return agentReportedError(code, message);
 }
 
 // Joins a client end to a stream opened on an agent, both directions independent (half-close
