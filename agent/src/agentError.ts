@@ -9,6 +9,8 @@ export const AgentErrorCodes = [
   'UPSTREAM_PROTOCOL',
   'UPSTREAM_FAILED',
   'DRAINING',
+  // The stream asks for something this agent's upstream cannot do (a session attachment to a buildkitd).
+  'UNSUPPORTED',
   'INTERNAL',
 ] as const;
 export type AgentErrorCode = (typeof AgentErrorCodes)[number];

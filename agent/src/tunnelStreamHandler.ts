@@ -1,6 +1,6 @@
 import http2, { type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type net from 'node:net';
-import { Header, STREAM_END_CLEAN, WireErrorHttpStatus, pump, type LaneOpen, type Logger } from '@slipway/proto';
+import { Header, STREAM_END_CLEAN, WireErrorHttpStatus, parseSessionAttachment, pump, type LaneOpen, type Logger, type SessionAttachment } from '@slipway/proto';
 import { AgentError, toAgentError, wireCodeOf } from './agentError.js';
 import { UPSTREAM_FLUSH_LIMIT_MS, type Upstream } from './upstream.js';
 import { closeWhenFlushed } from './closeWhenFlushed.js';
@@ -54,7 +54,8 @@ export class TunnelStreamHandler {
     stream.once('close', ended);
     const abort = new AbortController();
     stream.once('close', () => abort.abort(new AgentError('UPSTREAM_FAILED', 'gateway closed the stream')));
-    this.upstream.dial(abort.signal).then(
+    const session = headers[Header.session];
+    this.dialFor(Array.isArray(session) ? session[0] : session, abort.signal).then(
       (socket) => this.splice(stream, socket, streamId),
       (err: unknown) => this.refuse(stream, toAgentError(err)),
     );
@@ -69,7 +70,7 @@ export class TunnelStreamHandler {
       return;
     }
     const ended = this.begin({ cut: () => lane.fail(new AgentError('DRAINING', 'agent drained and shut down before the stream completed')) });
-    this.upstream.dial(lane.signal).then(
+    this.dialFor(request.session, lane.signal).then(
       (socket) =>
         lane.serve(socket, ended, (err) => {
           this.log.info('upstream failed', { streamId: request.streamId, reason: err.message });
@@ -82,6 +83,19 @@ export class TunnelStreamHandler {
         ended();
       },
     );
+  }
+
+  // The upstream for a stream: BuildKit's API, or the session the stream attaches.
+  private async dialFor(session: string | undefined, signal: AbortSignal): Promise<net.Socket> {
+    if (session === undefined) return this.upstream.dial(signal);
+    let attachment: SessionAttachment;
+    try {
+      attachment = parseSessionAttachment(session);
+    } catch (err) {
+      // The gateway checked it: one that arrives bad here did not come through a gateway of ours.
+      throw new AgentError('GATEWAY_PROTOCOL', `the stream's ${Header.session} is not valid: ${(err as Error).message}`);
+    }
+    return this.upstream.dialSession(attachment, signal);
   }
 
   private refusal(): AgentError | undefined {

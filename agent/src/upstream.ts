@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { AgentError } from './agentError.js';
-import { upgradeToDockerdGrpc } from './dockerdGrpcUpgrade.js';
+import type { SessionAttachment } from '@slipway/proto';
+import { GRPC_UPGRADE, sessionUpgrade, upgradeDockerd, type DockerdUpgrade } from './dockerdUpgrade.js';
 
 // What the agent forwards client streams to. Every kind yields a socket that carries raw bytes:
 //  - buildkitd: BuildKit's gRPC API (HTTP/2) directly on the socket;
@@ -28,6 +29,12 @@ export interface Upstream {
    * (`socket.removeAllListeners('error')`, then its own).
    */
   dial(signal?: AbortSignal): Promise<net.Socket>;
+  /**
+   * Opens a connection that attaches a BuildKit session the client serves (dockerd's `/session`
+   * upgrade; the upstream then speaks HTTP/2 as the client). Rejects as dial() does, and with
+   * UNSUPPORTED for a buildkitd, which has no such endpoint (its sessions go on Control.Session).
+   */
+  dialSession(session: SessionAttachment, signal?: AbortSignal): Promise<net.Socket>;
 }
 
 export interface UpstreamOptions {
@@ -64,7 +71,16 @@ export function parseUpstream(spec: string, options: UpstreamOptions = {}): Upst
     address,
     endpoint,
     connectTimeoutMs,
-    dial: (signal?: AbortSignal) => dial(kind, endpoint, address, connectTimeoutMs, signal),
+    dial: (signal?: AbortSignal) => dial(kind, endpoint, address, kind === 'dockerd' ? GRPC_UPGRADE : undefined, connectTimeoutMs, signal),
+    dialSession: (session: SessionAttachment, signal?: AbortSignal) => {
+      if (kind === 'buildkitd') {
+        return Promise.reject(
+          new AgentError('UNSUPPORTED', `this builder's upstream is a buildkitd (${address}), which has no /session endpoint; a session goes on Control.Session there`),
+        );
+      }
+      // An engine upstream is a Docker Engine too: its /session is the same.
+      return dial(kind, endpoint, address, sessionUpgrade(session), connectTimeoutMs, signal);
+    },
   };
 }
 
@@ -123,6 +139,7 @@ async function dial(
   kind: UpstreamKind,
   endpoint: UpstreamEndpoint,
   address: string,
+  upgrade: DockerdUpgrade | undefined,
   connectTimeoutMs: number,
   signal: AbortSignal | undefined,
 ): Promise<net.Socket> {
@@ -132,11 +149,11 @@ async function dial(
   const onCallerAbort = (): void => phase.abort(signal?.reason);
   signal?.addEventListener('abort', onCallerAbort, { once: true });
   const deadline = setTimeout(() => {
-    phase.abort(new AgentError('UPSTREAM_UNAVAILABLE', `${kind} at ${address} did not accept a connection${kind === 'dockerd' ? ' and answer the /grpc upgrade' : ''} within ${connectTimeoutMs} ms`));
+    phase.abort(new AgentError('UPSTREAM_UNAVAILABLE', `${kind} at ${address} did not accept a connection${upgrade ? ` and answer the ${upgrade.path} upgrade` : ''} within ${connectTimeoutMs} ms`));
   }, connectTimeoutMs);
   try {
     const socket = await connect(endpoint, address, kind, phase.signal);
-    if (kind === 'dockerd') await upgradeToDockerdGrpc(socket, address, phase.signal);
+    if (upgrade) await upgradeDockerd(socket, address, upgrade, phase.signal);
     return socket;
   } finally {
     clearTimeout(deadline);

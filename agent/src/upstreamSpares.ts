@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import type { SessionAttachment } from '@slipway/proto';
 import type { Upstream } from './upstream.js';
 
 // Upstream connections dialed ahead of the streams that will use them.
@@ -129,6 +130,11 @@ export class UpstreamSpares implements Upstream {
     const dialing = this.inner.dial(signal);
     setImmediate(() => this.refill());
     return dialing;
+  }
+
+  // A session attachment names its session in the upgrade itself: no spare can be made ahead for it.
+  dialSession(session: SessionAttachment, signal?: AbortSignal): Promise<net.Socket> {
+    return this.inner.dialSession(session, signal);
   }
 
   /** Drops every spare and stops making new ones; idempotent. */

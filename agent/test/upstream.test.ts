@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { AgentError } from '../src/agentError.js';
-import { MAX_UPGRADE_RESPONSE_HEAD_BYTES } from '../src/dockerdGrpcUpgrade.js';
+import { MAX_UPGRADE_RESPONSE_HEAD_BYTES } from '../src/dockerdUpgrade.js';
 import { parseUpstream, type Upstream } from '../src/upstream.js';
 
 describe('parseUpstream', () => {
@@ -193,6 +193,44 @@ describe('Upstream.dial against fake peers', () => {
       request,
       'POST /grpc HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n',
     );
+  });
+
+  const session = { id: 'abc123', name: 'slipway build ctx', sharedKey: 'k-1', methods: ['/moby.filesync.v1.FileSync/DiffCopy', '/grpc.health.v1.Health/Check'] };
+
+  for (const kind of ['dockerd', 'engine'] as const) {
+    test(`a session attachment (${kind}) sends dockerd's /session upgrade naming the session and every method, and keeps what follows the 101`, async (t) => {
+      let request = '';
+      const socketPath = await fakeServer(t, (socket) => {
+        void readHead(socket).then((head) => {
+          request = head;
+          // On /session dockerd is the HTTP/2 client: its preface follows the 101.
+          socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nPRI * HTTP/2.0');
+        });
+      });
+      const socket = await parseUpstream(`${kind}:unix://${socketPath}`).dialSession(session);
+      socket.removeAllListeners('error');
+      assert.equal((await readAll(socket)).toString('latin1'), 'PRI * HTTP/2.0');
+      assert.equal(
+        request,
+        'POST /session HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n' +
+          'X-Docker-Expose-Session-Uuid: abc123\r\nX-Docker-Expose-Session-Name: slipway build ctx\r\nX-Docker-Expose-Session-Sharedkey: k-1\r\n' +
+          'X-Docker-Expose-Session-Grpc-Method: /moby.filesync.v1.FileSync/DiffCopy\r\nX-Docker-Expose-Session-Grpc-Method: /grpc.health.v1.Health/Check\r\n\r\n',
+      );
+    });
+  }
+
+  test('a session attachment to a buildkitd is UNSUPPORTED, without connecting', async (t) => {
+    let connections = 0;
+    const socketPath = await fakeServer(t, () => connections++);
+    await assertRejectsWith(parseUpstream(`buildkitd:unix://${socketPath}`).dialSession(session), 'UNSUPPORTED', ['buildkitd', 'no /session endpoint', 'Control.Session']);
+    assert.equal(connections, 0);
+  });
+
+  test('dockerd refusing the /session upgrade gives UPSTREAM_PROTOCOL with its answer', async (t) => {
+    const socketPath = await fakeServer(t, (socket) => {
+      void readHead(socket).then(() => socket.end('HTTP/1.1 500 Internal Server Error\r\nContent-Length: 42\r\n\r\n{"message":"session abc123 already exists"}'));
+    });
+    await assertRejectsWith(parseUpstream(`dockerd:unix://${socketPath}`).dialSession(session), 'UPSTREAM_PROTOCOL', ['/session upgrade', '500', 'already exists']);
   });
 
   test('a peer that never answers the upgrade runs into the connect timeout: UPSTREAM_UNAVAILABLE', async (t) => {

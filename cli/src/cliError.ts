@@ -18,6 +18,7 @@ export const CliErrorCodes = [
   'ISSUER_UNAVAILABLE',
   'DOCKER_SETUP',
   'REGISTRY_FAILED',
+  'UNSUPPORTED',
   'INTERNAL',
 ] as const;
 export type CliErrorCode = (typeof CliErrorCodes)[number];
@@ -68,6 +69,7 @@ export function toCliError(err: unknown): CliError {
 //                              down, a file was changed): slipway doctor says what
 //    20   REGISTRY_FAILED      an image registry refused, failed or could not be reached while the
 //                              CLI itself spoke to it (the multi-platform index of --push)
+//    21   UNSUPPORTED          the builder cannot do what was asked of it
 //    70   INTERNAL             a bug in the CLI (70 = EX_SOFTWARE from sysexits.h)
 //
 // Codes stay below 64 except INTERNAL, and well clear of 126..165, which shells use for
@@ -92,6 +94,7 @@ const exitCodes: Readonly<Record<CliErrorCode, number>> = {
   ISSUER_UNAVAILABLE: 18,
   DOCKER_SETUP: 19,
   REGISTRY_FAILED: 20,
+  UNSUPPORTED: 21,
   INTERNAL: 70,
 };
 

@@ -9,6 +9,8 @@ export interface TunnelRequestHeaders {
   platform: string;
   project: string | undefined;
   streamId: string;
+  /** A BuildKit session the stream attaches (proto's sessionAttachment.ts), as the header's JSON. */
+  session?: string;
 }
 
 // A tunnel on one HTTP/2 stream: request body up, response body down; the response's trailers
@@ -29,6 +31,7 @@ export class Http2TunnelStream extends TunnelStreamBase implements TunnelStream 
       [Header.streamId]: headers.streamId,
     };
     if (headers.project) outgoing[Header.project] = headers.project;
+    if (headers.session !== undefined) outgoing[Header.session] = headers.session;
     this.stream = session.request(outgoing);
     this.stream.on('error', (err) => this.fail(new CliError('TUNNEL_FAILED', `tunnel stream failed: ${err.message}`, { cause: err })));
     this.stream.on('response', (h) => {

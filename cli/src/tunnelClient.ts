@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { ClientHttp2Session } from 'node:http2';
 import type tls from 'node:tls';
-import type { Env, Logger, Platform } from '@slipway/proto';
+import { formatSessionAttachment, type Env, type Logger, type Platform, type SessionAttachment } from '@slipway/proto';
 import { CliError, toCliError } from './cliError.js';
 import { GatewayConnection } from './gatewayConnection.js';
-import { Http2TunnelStream } from './http2TunnelStream.js';
+import { Http2TunnelStream, type TunnelRequestHeaders } from './http2TunnelStream.js';
 import { WebSocketTunnelStream } from './webSocketTunnelStream.js';
 import type { TunnelStream } from './tunnelStream.js';
 import type { Transport } from './config.js';
@@ -72,10 +72,13 @@ export class TunnelClient implements ApiCarrier {
 
   // Every stream belongs to a build: the first creates it and acquires a builder for the
   // platform; the build token then routes the stream to that builder.
-  async open(platform: Platform): Promise<TunnelStream> {
+  // With `session`, the stream carries that BuildKit session (served by the caller) rather than
+  // BuildKit's API: see proto's sessionAttachment.ts.
+  async open(platform: Platform, options: { session?: SessionAttachment } = {}): Promise<TunnelStream> {
     if (this.closed) throw new CliError('INTERNAL', 'tunnel client is closed');
     const token = await this.builds.tokenFor(platform);
-    const headers = { token, platform, project: this.options.project, streamId: randomUUID() };
+    const headers: TunnelRequestHeaders = { token, platform, project: this.options.project, streamId: randomUUID() };
+    if (options.session) headers.session = formatSessionAttachment(options.session);
     let stream: TunnelStream | undefined;
     // A replica that drains sends GOAWAY: its session takes no new stream, and the next session
     // (through the load balancer) reaches another replica. A stream opened in the instant between

@@ -25,6 +25,8 @@ export function cliCodeOf(wire: WireErrorCode | string | undefined, accepted: bo
       return 'AGENT_LOST';
     case 'BUILD_ENDED':
       return 'BUILD_ENDED';
+    case 'UNSUPPORTED':
+      return 'UNSUPPORTED';
     default:
       return accepted ? 'TUNNEL_FAILED' : 'TUNNEL_REFUSED';
   }

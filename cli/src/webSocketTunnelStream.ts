@@ -21,6 +21,7 @@ export class WebSocketTunnelStream extends TunnelStreamBase implements TunnelStr
       [Header.streamId]: headers.streamId,
     };
     if (headers.project) requestHeaders[Header.project] = headers.project;
+    if (headers.session !== undefined) requestHeaders[Header.session] = headers.session;
     this.ws = new WebSocket(url, {
       headers: requestHeaders,
       perMessageDeflate: false,

@@ -43,8 +43,13 @@ for (const flavor of ['20.10', '26'] as const) describe(`slipway build against d
       files: { 'kept.txt': 'kept\n', 'secret-notes.txt': 'must not leave the machine\n', 'sub/data.bin': 'x'.repeat(3 * 1024 * 1024), '.dockerignore': 'secret-notes.txt\n*.tmp\n', 'scratch.tmp': 'ignored too\n' },
     });
     const dest = path.join(scratch.path, 'out1');
+    const sessionStreams = () => stack.gateway.metrics.streamsByKind.values.get('{kind="session"}') ?? 0;
+    const sessionsBefore = sessionStreams();
     const result = await slipwayBuild(['--build-arg', 'GREETING=hello-native', '--output', `type=local,dest=${dest}`, '--progress=plain', context.dir]);
     assert.equal(result.code, 0, `slipway build failed:\n${result.stderr}`);
+    // The context went up on a stream of its own, attached to dockerd's /session (not inside Control.Session).
+    assert.equal(sessionStreams() - sessionsBefore, 1, 'one session stream per build');
+    assert.deepEqual([...stack.gateway.metrics.streamsFailed.values.keys()].filter((k) => k.includes('UNSUPPORTED')), [], 'the agent attached it');
     assert.equal(await fs.readFile(path.join(dest, 'greeting.txt'), 'utf8'), 'hello-native\n');
     assert.equal(await fs.readFile(path.join(dest, 'kept.txt'), 'utf8'), 'kept\n');
     assert.equal((await fs.readFile(path.join(dest, 'sub/data.bin'))).length, 3 * 1024 * 1024);

@@ -123,6 +123,28 @@ describe('HTTP/2 tunnel requests that must be refused', () => {
       /build token/,
     ],
     [
+      'a malformed session attachment',
+      async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/amd64', 'slipway-session': JSON.stringify({ id: 'a b', name: 'n', sharedKey: 'k', methods: ['/a.B/C'] }) }),
+      400,
+      'BAD_REQUEST',
+      /slipway-session: session id must be 1-128 of/,
+    ],
+    [
+      'a session attachment whose name is not printable ASCII',
+      async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/amd64', 'slipway-session': JSON.stringify({ id: 'a', name: 'caf\u00e9', sharedKey: 'k', methods: ['/a.B/C'] }) }),
+      400,
+      'BAD_REQUEST',
+      /session name must be at most 256 printable ASCII/,
+    ],
+    [
+      // The agent here forwards to a buildkitd-kind upstream, which has no /session.
+      'a session attachment to a builder without /session',
+      async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/amd64', 'slipway-session': JSON.stringify({ id: 'a', name: 'n', sharedKey: 'k', methods: ['/a.B/C'] }) }),
+      501,
+      'UNSUPPORTED',
+      /buildkitd .* has no \/session endpoint/,
+    ],
+    [
       'oversized request headers',
       async () => ({ authorization: await bearer(), 'slipway-platform': 'linux/amd64', 'x-padding': 'p'.repeat(12_000), 'x-more': 'q'.repeat(6_000) }),
       431,

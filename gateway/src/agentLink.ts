@@ -37,6 +37,8 @@ export interface StreamRequest {
   streamId: string;
   project: string;
   platform: Platform;
+  /** A BuildKit session the stream attaches (the header's JSON, validated): see proto's sessionAttachment.ts. */
+  session?: string;
 }
 
 // The gateway's side of one agent connection: after the upgrade the agent serves HTTP/2 and the
@@ -167,6 +169,7 @@ export class AgentLink extends EventEmitter<{ closed: [GatewayError]; draining: 
       [Header.streamId]: request.streamId,
       [Header.project]: request.project,
       [Header.platform]: request.platform,
+      ...(request.session === undefined ? {} : { [Header.session]: request.session }),
     });
     this.activeStreams++;
     stream.once('close', () => {

@@ -21,6 +21,8 @@ export const GatewayErrorCodes = [
   'STALE_LEADER',
   'FLEET_FAILED',
   'RATE_LIMITED',
+  // Only ever passed on from an agent (agentReportedError): its builder cannot do what the stream asks.
+  'UNSUPPORTED',
   'INTERNAL',
 ] as const;
 export type GatewayErrorCode = (typeof GatewayErrorCodes)[number];

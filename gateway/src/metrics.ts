@@ -116,6 +116,8 @@ export interface GatewayMetrics {
   streamsFailed: Counter;
   /** Streams to an agent held here, by what carried them to it: a lane, or the link itself. */
   streamsByPath: Counter;
+  /** Tunnel streams by what they carry: BuildKit's API (or the Docker API), or an attached BuildKit session. */
+  streamsByKind: Counter;
   /** Lane connections agents offered, by outcome. */
   laneConnections: Counter;
   bytes: Counter;
@@ -144,6 +146,7 @@ export function createGatewayMetrics(collectAgents: () => Array<[Labels, number]
     streamsOpened: registry.counter('slipway_tunnel_streams_opened_total', 'Tunnel streams accepted, by transport and platform.'),
     streamsFailed: registry.counter('slipway_tunnel_streams_failed_total', 'Tunnel streams that ended with an error, by code.'),
     streamsByPath: registry.counter('slipway_tunnel_streams_by_path_total', 'Tunnel streams by what carried them to the agent: lane (a data connection) or link (a stream on the agent link).'),
+    streamsByKind: registry.counter('slipway_tunnel_streams_by_kind_total', 'Tunnel streams by what they carry: api (BuildKit\'s or the Docker API) or session (a BuildKit session attached to dockerd\'s /session).'),
     laneConnections: registry.counter('slipway_agent_lanes_total', 'Lane connections agents opened, by outcome.'),
     bytes: registry.counter('slipway_tunnel_bytes_total', 'Bytes carried through tunnels, by direction.'),
     agentConnections: registry.counter('slipway_agent_connections_total', 'Agent connections, by outcome.'),

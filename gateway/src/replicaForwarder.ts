@@ -69,6 +69,7 @@ class RemoteBuilder implements StreamTarget {
       [Header.builderId]: this.agentId,
       [Header.platform]: this.platform,
       [Header.streamId]: request.streamId,
+      ...(request.session === undefined ? {} : { [Header.session]: request.session }),
     });
   }
 }

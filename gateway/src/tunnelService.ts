@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { Header, Platforms, isPlatform, type Logger, type Platform } from '@slipway/proto';
+import { Header, Platforms, formatSessionAttachment, isPlatform, parseSessionAttachment, type Logger, type Platform } from '@slipway/proto';
 import { GatewayError, toGatewayError, wireCodeOf } from './gatewayError.js';
 import type { Authenticator, ClientIdentity } from './authenticator.js';
 import type { AgentPool } from './agentPool.js';
@@ -21,6 +21,8 @@ export interface TunnelRequest {
   buildId: string;
   /** The client's Authorization header, passed along when the stream is forwarded to another replica. */
   authorization: string;
+  /** The BuildKit session the stream attaches instead of reaching BuildKit's API (validated JSON). */
+  session?: string;
 }
 
 function single(headers: IncomingHttpHeaders, name: string): string | undefined {
@@ -93,7 +95,16 @@ export class TunnelService {
           `tunnels need a build token; this is a project token for '${identity.project}'. Create a build (POST /v1/builds) and acquire a builder first`,
         );
       }
-      return { identity, platform, buildId, authorization, streamId: single(headers, Header.streamId)?.slice(0, 64) || randomUUID() };
+      const sessionHeader = single(headers, Header.session);
+      let session: string | undefined;
+      if (sessionHeader !== undefined) {
+        try {
+          session = formatSessionAttachment(parseSessionAttachment(sessionHeader));
+        } catch (err) {
+          throw new GatewayError('BAD_REQUEST', `header ${Header.session}: ${(err as Error).message}`);
+        }
+      }
+      return { identity, platform, buildId, authorization, session, streamId: single(headers, Header.streamId)?.slice(0, 64) || randomUUID() };
     }
   }
 
@@ -129,11 +140,13 @@ export class TunnelService {
   }
 
   private async carry(client: ClientEnd, request: TunnelRequest, link: StreamTarget, transport: string): Promise<void> {
-    const streamRequest = { streamId: request.streamId, project: request.identity.project, platform: request.platform };
+    const streamRequest: StreamRequest = { streamId: request.streamId, project: request.identity.project, platform: request.platform };
+    if (request.session !== undefined) streamRequest.session = request.session;
     const onLane = link.carryOnLane?.(client, streamRequest);
     const carrying = onLane ?? this.spliceOnLink(client, streamRequest, link);
     this.metrics.streamsOpened.inc({ transport, platform: request.platform });
     this.metrics.streamsByPath.inc({ path: onLane ? 'lane' : 'link' });
+    this.metrics.streamsByKind.inc({ kind: request.session === undefined ? 'api' : 'session' });
     this.active.set(request.platform, (this.active.get(request.platform) ?? 0) + 1);
     const result = await carrying;
     this.active.set(request.platform, (this.active.get(request.platform) ?? 1) - 1);

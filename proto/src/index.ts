@@ -9,3 +9,4 @@ export * from './webSocketByteStream.js';
 export * from './httpResponseHead.js';
 export * from './socketDuplex.js';
 export * from './laneFrames.js';
+export * from './sessionAttachment.js';

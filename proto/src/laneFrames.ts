@@ -14,7 +14,8 @@
 //
 //   frame = type (1 byte) | payload length (4 bytes, big-endian) | payload
 //
-//   OPEN    gateway -> agent  JSON {streamId, project, platform}: a stream starts; its DATA may
+//   OPEN    gateway -> agent  JSON {streamId, project, platform, session?}: a stream starts (session:
+//                             a BuildKit session to attach, sessionAttachment.ts); its DATA may
 //                             follow at once, before the agent has answered.
 //   ACCEPT  agent -> gateway  empty: the upstream is connected.
 //   DATA    both ways         bytes of the stream.
@@ -46,6 +47,8 @@ export interface LaneOpen {
   streamId: string;
   project: string;
   platform: string;
+  /** The header's JSON as the client sent it (validated by the gateway, and again by the agent). */
+  session?: string;
 }
 
 export interface LaneError {
@@ -152,7 +155,12 @@ export function parseLaneJson<T>(payload: Buffer, what: string, check: (value: R
 }
 
 export function isLaneOpen(value: Record<string, unknown>): value is Record<string, unknown> & LaneOpen {
-  return typeof value.streamId === 'string' && typeof value.project === 'string' && typeof value.platform === 'string';
+  return (
+    typeof value.streamId === 'string' &&
+    typeof value.project === 'string' &&
+    typeof value.platform === 'string' &&
+    (value.session === undefined || typeof value.session === 'string')
+  );
 }
 
 export function isLaneError(value: Record<string, unknown>): value is Record<string, unknown> & LaneError {

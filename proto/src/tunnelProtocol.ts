@@ -20,6 +20,9 @@ export const Header = {
   platform: 'slipway-platform',
   project: 'slipway-project',
   streamId: 'slipway-stream-id',
+  // On a tunnel request (and the gateway's stream to the agent): the stream carries this BuildKit
+  // session (sessionAttachment.ts) to dockerd's /session rather than BuildKit's API.
+  session: 'slipway-session',
   agentId: 'slipway-agent-id',
   agentPlatform: 'slipway-agent-platform',
   agentVersion: 'slipway-agent-version',
@@ -68,6 +71,8 @@ export const WireErrorCodes = [
   'BUILD_ENDED',
   'ROUTING_UNAVAILABLE',
   'RATE_LIMITED',
+  // The builder cannot do what the stream asks of it (a session attachment to a buildkitd).
+  'UNSUPPORTED',
   'INTERNAL',
 ] as const;
 export type WireErrorCode = (typeof WireErrorCodes)[number];
@@ -92,6 +97,7 @@ export const WireErrorHttpStatus: Record<WireErrorCode, number> = {
   BUILD_ENDED: 410,
   ROUTING_UNAVAILABLE: 503,
   RATE_LIMITED: 429,
+  UNSUPPORTED: 501,
   INTERNAL: 500,
 };
 
@@ -113,6 +119,7 @@ export const WsCloseCode: Record<WireErrorCode, number> = {
   BUILD_ENDED: 4410,
   ROUTING_UNAVAILABLE: 4508,
   RATE_LIMITED: 4429,
+  UNSUPPORTED: 4501,
   INTERNAL: 4500,
 };
 export function wireCodeForWsClose(code: number): WireErrorCode | undefined {

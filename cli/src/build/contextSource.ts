@@ -23,6 +23,15 @@ const CHUNK_BYTES = 1024 * 1024;
  * BuildKit (Engine 20.10) drop the session mid-transfer.
  */
 const FILES_IN_FLIGHT = 4;
+/**
+ * A DATA packet carries at most this much of a file, as fsutil's own sender does (32 KiB). BuildKit
+ * asks for a packet, writes it to disk, then asks for the next, and a grpc-go receiver lets a
+ * message larger than its window in only once it is asked for: with 1 MiB packets every packet
+ * waited a round trip through the tunnel to be let in, nothing arrived while the last one was
+ * being written, and dockerd spent more CPU than on `docker build`'s whole upload. Measured with
+ * the build bench (cold, 224 MB): 1 MiB packets 1.46x Docker's wall time, 32 KiB 1.00x.
+ */
+const PACKET_DATA_BYTES = 32 * 1024;
 /** How many entries the walk lists between turns it gives the event loop. */
 const ENTRIES_BETWEEN_YIELDS = 2000;
 /** Files below this size are read whole and synchronously (see sendFile). */
@@ -224,12 +233,7 @@ export class ContextSource {
     if (size < SMALL_FILE_BYTES) {
       // Read at once, synchronously: for a file this small the promise API's bookkeeping (a
       // FileHandle, three trips through libuv's pool) costs far more than the read itself.
-      const data = readSmallFile(entry.absPath, size);
-      if (data.length > 0) {
-        await call.sendParts([dataPacketHeader(id, data.length), data]);
-        counters.bytesSent += data.length;
-        counters.packets++;
-      }
+      await sendData(call, id, readSmallFile(entry.absPath, size), counters);
     } else {
       const handle = await open(entry.absPath, 'r');
       try {
@@ -240,9 +244,7 @@ export class ContextSource {
           const buffer = Buffer.allocUnsafe(want);
           const { bytesRead } = await handle.read(buffer, 0, want, null);
           if (bytesRead === 0) break;
-          await call.sendParts([dataPacketHeader(id, bytesRead), buffer.subarray(0, bytesRead)]);
-          counters.bytesSent += bytesRead;
-          counters.packets++;
+          await sendData(call, id, buffer.subarray(0, bytesRead), counters);
           if (bytesRead < want) break;
           want = CHUNK_BYTES;
         }
@@ -254,4 +256,14 @@ export class ContextSource {
     counters.filesSent++;
     counters.packets++;
   }
+}
+
+/** A file's bytes as DATA packets of at most PACKET_DATA_BYTES, each a view of `data`, not a copy. */
+async function sendData(call: ServerCall, id: number, data: Buffer, counters: UploadCounters): Promise<void> {
+  for (let at = 0; at < data.length; at += PACKET_DATA_BYTES) {
+    const piece = data.subarray(at, Math.min(data.length, at + PACKET_DATA_BYTES));
+    await call.sendParts([dataPacketHeader(id, piece.length), piece]);
+    counters.packets++;
+  }
+  counters.bytesSent += data.length;
 }

@@ -94,12 +94,17 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
   connection.on('error', () => {
     // Each call reports the connection's end as its own.
   });
+  let sessionTunnel: TunnelStream | undefined;
   const release = (): void => {
     // The tunnel first: its stream may be `bytes` itself, which destroy() would end without CANCEL.
     tunnel.cancel();
     connection.destroy();
     bytes.destroy();
     client.streamEnded();
+    if (sessionTunnel) {
+      sessionTunnel.cancel();
+      client.streamEnded();
+    }
   };
   let sessionError: Error | undefined;
   const server = new SessionServer((err) => (sessionError ??= err));
@@ -146,8 +151,21 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
   }
 
   const session = new ClientSession(server, `slipway build ${path.basename(options.contextDir)}`, contextSharedKey(options.contextDir));
-  const sessionDone = session.start(connection);
-  sessionDone.catch(() => {});
+  try {
+    sessionTunnel = await openSessionTunnel(client, platform, session);
+  } catch (err) {
+    release();
+    throw err;
+  }
+  if (sessionTunnel) {
+    sessionTunnel.once('remote-end', (error) => {
+      // The session gone mid-build fails the solve: report the tunnel, not what BuildKit makes of it.
+      if (error) tunnelError ??= error;
+    });
+    session.attach(new TunnelSocket(tunnelBytes(sessionTunnel), MAX_BUFFERED_BYTES));
+  } else {
+    session.start(connection).catch(() => {});
+  }
   const ref = randomBytes(16).toString('hex');
   const statusCodec = methodCodec<{ Ref: string }, StatusMessage>('moby.buildkit.v1.Control', 'Status');
   const statusCall = new GrpcClientCall(connection, statusCodec);
@@ -195,6 +213,32 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     statusCall.cancel();
     release();
   }
+}
+
+/**
+ * A tunnel stream that the agent attaches to dockerd's /session for this session, once the
+ * agent has accepted it; undefined when the builder has no such endpoint (a buildkitd), and
+ * the session then goes on Control.Session.
+ */
+async function openSessionTunnel(client: TunnelClient, platform: Platform, session: ClientSession): Promise<TunnelStream | undefined> {
+  const tunnel = await client.open(platform, { session: session.attachment() });
+  const refusal = await new Promise<CliError | undefined>((resolve) => {
+    const onOpen = (): void => {
+      tunnel.off('remote-end', onEnd);
+      resolve(undefined);
+    };
+    const onEnd = (error: CliError | undefined): void => {
+      tunnel.off('open', onOpen);
+      resolve(error ?? new CliError('TUNNEL_FAILED', `the ${platform} builder ended the session's tunnel before accepting it`));
+    };
+    tunnel.once('open', onOpen);
+    tunnel.once('remote-end', onEnd);
+  });
+  if (refusal === undefined) return tunnel;
+  tunnel.cancel();
+  client.streamEnded();
+  if (refusal.code === 'UNSUPPORTED') return undefined;
+  throw new CliError(refusal.code, `could not attach the build's session on the ${platform} builder: ${refusal.message}`, { cause: refusal });
 }
 
 /**
