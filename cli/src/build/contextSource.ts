@@ -200,7 +200,11 @@ export class ContextSource {
         if (next.done) break;
         const packet = decodePacket(next.value);
         if (packet.type === PACKET_REQ) {
-          await Promise.race([sending, failure]);
+          // Served at once, while the listing may still be going out: BuildKit asks for a file as
+          // soon as it has its stat, and older BuildKit (Engine 20.10) reads the rest of the
+          // listing only slowly while files it asked for are outstanding. Waiting for the whole
+          // listing first held a 10,000-file context's upload at a trickle for seconds. A file is
+          // in `files` before its stat goes out, so anything BuildKit can ask for is there.
           const entry = files.get(packet.ID);
           if (entry === undefined) throw new Error(`BuildKit asked for file ${packet.ID}, which is not a file this session listed`);
           files.delete(packet.ID);
