@@ -4,6 +4,7 @@
 // incremental, several runs in alternating order. Only wiring lives here: buildBenchContext.ts
 // makes the context, benchDockerd.ts / buildBenchStack.ts start the processes, buildBenchRun.ts
 // times one build, buildBenchTable.ts reports.
+import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -103,6 +104,11 @@ async function main(config: BuildBenchConfig): Promise<number> {
     await dockerd.api('DELETE', `/images/${IMAGE}?force=1`, [404]);
     await dockerd.api('POST', '/build/prune?all=1');
   };
+  // Each measured build starts on a quiet disk: a cold build writes the context three times over
+  // (upload, COPY, image), and the kernel writing back the previous build's share during the next
+  // one moved single builds by a factor of two on these machines, whichever tool came second.
+  const settleDisk = (): Promise<void> =>
+    new Promise((resolve, reject) => execFile('sync', (err) => (err ? reject(new BenchError('MEASUREMENT_FAILED', `sync failed: ${err.message}`)) : resolve())));
 
   // Warm-up, not counted: the Dockerfile frontend, tsx's transpile cache (--cli source), the first containers.
   progress('warm-up builds of a small context');
@@ -127,11 +133,13 @@ async function main(config: BuildBenchConfig): Promise<number> {
       await coldPrep();
       await writeFile(context.touchedFile, original);
       const pathsBefore = tool === 'slipway' ? await streamPaths() : undefined;
+      await settleDisk();
       const cold = await build(tool, 'cold', context.dir);
       const paths = pathsBefore && (await streamPaths());
       const carried = paths && pathsBefore ? `; tunnel streams to the agent: ${paths.lane - pathsBefore.lane} on lanes, ${paths.link - pathsBefore.link} on the link` : '';
       progress(`run ${run + 1}/${config.runs} ${tool} cold: ${cold.wallSeconds.toFixed(2)} s (load average ${loadavg()}${carried})`);
       await writeFile(context.touchedFile, Buffer.concat([Buffer.from(`// changed in run ${run} for ${tool}\n`), original]));
+      await settleDisk();
       const incremental = await build(tool, 'incremental', context.dir);
       progress(`run ${run + 1}/${config.runs} ${tool} incremental: ${incremental.wallSeconds.toFixed(2)} s (load average ${loadavg()})`);
       for (const s of [cold, incremental]) {
@@ -154,7 +162,7 @@ async function main(config: BuildBenchConfig): Promise<number> {
       `docker: DOCKER_BUILDKIT=1 /usr/bin/docker build straight to dockerd's socket; the result is exported into dockerd's image store (-t ${IMAGE}).`,
       `slipway: slipway build through a gateway and an agent (dockerd mode), each its own process on TLS loopback; no --output: the result stays in`,
       `  the builder's cache (no export step, which docker build does pay). CLI: ${cli.description}.`,
-      `cold: builder cache pruned (POST /build/prune?all=1), image removed, --no-cache; incremental: one small file changed after the cold build.`,
+      `cold: builder cache pruned (POST /build/prune?all=1), image removed, --no-cache; incremental: one small file changed after the cold build; every build starts after sync(1), on a quiet disk.`,
       '',
       formatBuildBench(samples),
       '',
