@@ -4,8 +4,9 @@ import { GrpcFrameDecoder, grpcFramePrefix } from '@slipway/proto';
 import { MessageQueue } from './messageQueue.js';
 import { GRPC_OK, GRPC_UNIMPLEMENTED, GRPC_UNKNOWN, GrpcStatusError } from './grpcStatusError.js';
 
-// The gRPC server a BuildKit client runs for its session. BuildKit dials it through the
-// Control.Session stream (the roles flip: BuildKit is the HTTP/2 client), and calls it to read
+// The gRPC server a BuildKit client runs for its session. BuildKit dials it, on a tunnel stream
+// attached to dockerd's /session or through the Control.Session stream (either way the roles
+// flip: BuildKit is the HTTP/2 client; clientSession.ts says which), and calls it to read
 // the context, fetch secrets and send outputs back. Messages stay raw bytes here: a handler
 // decodes them itself, because FileSend carries fsutil packets or plain bytes depending on the
 // exporter although its declared type is one.
