@@ -58,7 +58,7 @@ describe('the build session on its own stream, and the fallback to Control.Sessi
   const unsupported = () => counter(stack.gateway.metrics.streamsFailed.values, 'code="UNSUPPORTED"');
   const onLink = () => counter(stack.gateway.metrics.streamsByPath.values, 'path="link"');
 
-  async function buildTo(platform: string, name: string): Promise<{ dest: string; stderr: string }> {
+  async function buildTo(platform: string, name: string, extraEnv: Record<string, string> = {}): Promise<{ dest: string; stderr: string }> {
     const context = await makeBusyboxContext(path.join(scratch.path, `ctx-${name}`), {
       dockerfile: ['FROM scratch', 'COPY . /ctx/', ''].join('\n'),
       // Past a DATA packet (32 KiB) and a read (1 MiB), so files arrive in several packets.
@@ -66,7 +66,7 @@ describe('the build session on its own stream, and the fallback to Control.Sessi
     });
     const dest = path.join(scratch.path, `out-${name}`);
     const result = await runCommand(process.execPath, [SLIPWAY_BIN, 'build', '--platform', platform, '--progress=plain', '--output', `type=local,dest=${dest}`, context.dir], {
-      env,
+      env: { ...env, ...extraEnv },
       allowFailure: true,
       timeoutMs: 180_000,
     });
@@ -83,6 +83,16 @@ describe('the build session on its own stream, and the fallback to Control.Sessi
     assert.equal(sessionStreams() - sessions, 1, 'one session stream for the build');
     assert.equal(unsupported() - refused, 0, 'the agent attached it');
     assert.equal(onLink() - link, 2, 'the API stream and the session stream both rode the link (the agent keeps no lanes)');
+  });
+
+  test('over WebSocket (SLIPWAY_TRANSPORT=websocket) the session stream is a WebSocket of its own, attached the same way', async () => {
+    const [sessions, refused] = [sessionStreams(), unsupported()];
+    const wsOpened = () => counter(stack.gateway.metrics.streamsOpened.values, 'transport="websocket"');
+    const ws = wsOpened();
+    await buildTo('linux/amd64', 'websocket', { SLIPWAY_TRANSPORT: 'websocket' });
+    assert.equal(sessionStreams() - sessions, 1);
+    assert.equal(unsupported() - refused, 0);
+    assert.equal(wsOpened() - ws, 2, 'the API stream and the session stream, each a WebSocket');
   });
 
   test('with a buildkitd behind the agent, the attachment is refused as UNSUPPORTED and the session goes on Control.Session', async () => {
