@@ -157,6 +157,11 @@ async function solveOne(options: BuildOptions, client: TunnelClient, platform: P
     release();
     throw err;
   }
+  // Ctrl-C while the session's stream was opening: no solve is started for nobody.
+  if (signal?.aborted) {
+    release();
+    throw new BuildCancelled(`the build for ${platform} was cancelled`);
+  }
   if (sessionTunnel) {
     sessionTunnel.once('remote-end', (error) => {
       // The session gone mid-build fails the solve: report the tunnel, not what BuildKit makes of it.
