@@ -1,6 +1,7 @@
 import { Duplex } from 'node:stream';
 import { appendVarint } from './protobufVarint.js';
 import type { GrpcClientCall } from './grpcClientCall.js';
+import { UnsentBound } from './unsentBound.js';
 
 // The byte stream of a BuildKit session: the session's own HTTP/2 connection, carried in the
 // BytesMessages of the Control.Session call. The session's HTTP/2 server reads and writes it.
@@ -16,10 +17,8 @@ import type { GrpcClientCall } from './grpcClientCall.js';
 // Writes are passed on without copies: the chunks of a batch (frame headers, payloads) become
 // one BytesMessage whose gRPC prefix and field header are written ahead of them, instead of
 // being concatenated into a message and that message again into a gRPC frame. A write is taken
-// as done once the call has it queued, while what is queued stays under MAX_UNSENT_BYTES: the
-// call's own write completes only when the bytes have gone down the connection to BuildKit and
-// the tunnel below it, and the session's HTTP/2 (which has one write at a time on a stream like
-// this one) would otherwise sit idle for every batch's whole trip.
+// as done once the call has it queued (UnsentBound): the call's own write completes only when the
+// bytes have gone down the connection to BuildKit and the tunnel below it.
 
 export interface BytesMessage {
   data: Buffer;
@@ -27,8 +26,6 @@ export interface BytesMessage {
 
 /** Well under the 4 MiB a gRPC server accepts in one message by default. */
 const MAX_BYTES_MESSAGE = 1024 * 1024;
-/** Bytes written to the call and not yet sent on before this stream's writers wait. */
-const MAX_UNSENT_BYTES = 4 * 1024 * 1024;
 
 /** The bytes of a BytesMessage (field 1, bytes) that come before `length` bytes of data. */
 function bytesMessageHead(length: number): Buffer {
@@ -38,9 +35,7 @@ function bytesMessageHead(length: number): Buffer {
 }
 
 export class SessionByteStream extends Duplex {
-  private unsent = 0;
-  /** The callback of the write that found too much unsent, called once enough went out. */
-  private blocked: (() => void) | undefined;
+  private readonly bound = new UnsentBound();
 
   constructor(
     private readonly call: GrpcClientCall<BytesMessage, BytesMessage>,
@@ -84,20 +79,13 @@ export class SessionByteStream extends Duplex {
       batchBytes += chunk.length;
     }
     flush();
-    if (this.unsent < MAX_UNSENT_BYTES) callback();
-    else this.blocked = () => callback();
+    this.bound.admit(() => callback());
   }
 
   private send(parts: Buffer[], bytes: number): void {
-    this.unsent += bytes;
+    const sent = this.bound.queued(bytes);
     this.call.writeParts(parts).then(
-      () => {
-        this.unsent -= bytes;
-        if (this.unsent >= MAX_UNSENT_BYTES || this.blocked === undefined) return;
-        const resume = this.blocked;
-        this.blocked = undefined;
-        resume();
-      },
+      sent,
       // The call is over (the session ended or broke): nothing more can go.
       (err: Error) => this.destroy(err),
     );
