@@ -176,16 +176,19 @@ export class GatewayLane {
     // A TLS record holds a frame header and pieces of two DATA frames: batched per turn, not a
     // syscall each.
     const batch = new TurnCork(upstream);
+    const toUpstream = (bytes: Buffer): void => {
+      upstream.write(bytes);
+      if (upstream.writableLength >= PUMP_BUFFER_BYTES && !pausedForUpstream) {
+        pausedForUpstream = true;
+        socket.pause();
+      }
+    };
     this.stream = {
       data: (bytes) => {
         // After the upstream has gone both ways there is nowhere to put it: drop it.
         if (upstream.destroyed) return;
         batch.hold();
-        upstream.write(bytes);
-        if (upstream.writableLength >= PUMP_BUFFER_BYTES && !pausedForUpstream) {
-          pausedForUpstream = true;
-          socket.pause();
-        }
+        toUpstream(bytes);
       },
       end: () => {
         upDone = true;
@@ -194,6 +197,15 @@ export class GatewayLane {
       },
       cut: () => finish(),
     };
+    // What came with OPEN is what the client waits on: it goes to the upstream now, in one write,
+    // not at the end of the turn behind ACCEPT.
+    const early = this.early;
+    this.early = [];
+    if (early.length > 0 && !upstream.destroyed) {
+      upstream.cork();
+      for (const bytes of early) toUpstream(bytes);
+      upstream.uncork();
+    }
     // ACCEPT, the first reply bytes and END often come in one turn: one TLS record, one write.
     const laneBatch = new TurnCork(socket);
     laneBatch.hold();
@@ -210,9 +222,6 @@ export class GatewayLane {
       PUMP_BUFFER_BYTES,
       laneDataHeader,
     );
-    const early = this.early;
-    this.early = [];
-    for (const bytes of early) this.stream.data(bytes);
     if (this.earlyEnd) {
       this.earlyEnd = false;
       this.stream.end();

@@ -7,7 +7,7 @@ import type { Upstream } from './upstream.js';
 // Why: a stream cannot carry its first byte to BuildKit before the agent has connected (and, for
 // dockerd, before dockerd has answered the /grpc upgrade). Clients such as buildx open many
 // short connections in a row, so that dial sits on the critical path of each of them. A spare
-// taken from here is already connected; the next spare is dialed as soon as one is taken.
+// taken from here is already connected; the next spare is dialed shortly after one is taken.
 //
 // Spares are made only after a stream has used the upstream, and live at most `maxAgeMs`, so an
 // idle agent holds nothing open that a server could time out (grpc-go drops connections that
@@ -17,6 +17,8 @@ import type { Upstream } from './upstream.js';
 
 /** What a waiting spare may receive before it is used; more means the peer is not what we think. */
 const MAX_EARLY_BYTES = 64 * 1024;
+/** How long after a stream took a spare the next one is dialed (see refillAfterOpening). */
+const REFILL_DELAY_MS = 2;
 
 class Spare {
   private readonly early: Buffer[] = [];
@@ -94,6 +96,7 @@ export class UpstreamSpares implements Upstream {
   private readonly dialing = new AbortController();
   private hits = 0;
   private misses = 0;
+  private refillTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly inner: Upstream,
@@ -106,9 +109,9 @@ export class UpstreamSpares implements Upstream {
     this.connectTimeoutMs = inner.connectTimeoutMs;
   }
 
-  /** Dials taken from a spare, and dials made on demand. */
-  get stats(): { hits: number; misses: number; waiting: number } {
-    return { hits: this.hits, misses: this.misses, waiting: this.spares.size };
+  /** Dials taken from a spare, and dials made on demand; spares waiting, and being dialed. */
+  get stats(): { hits: number; misses: number; waiting: number; dialing: number } {
+    return { hits: this.hits, misses: this.misses, waiting: this.spares.size, dialing: this.filling };
   }
 
   async dial(signal?: AbortSignal): Promise<net.Socket> {
@@ -121,8 +124,7 @@ export class UpstreamSpares implements Upstream {
     }
     if (socket) {
       this.hits++;
-      // Once the stream has its socket: starting a dial costs this thread a few hundred microseconds.
-      setImmediate(() => this.refill());
+      this.refillAfterOpening();
       return socket;
     }
     this.misses++;
@@ -140,9 +142,26 @@ export class UpstreamSpares implements Upstream {
   /** Drops every spare and stops making new ones; idempotent. */
   close(): void {
     this.closed = true;
+    clearTimeout(this.refillTimer);
+    this.refillTimer = undefined;
     this.dialing.abort(new Error('the agent is closing'));
     for (const spare of this.spares) spare.destroy();
     this.spares.clear();
+  }
+
+  // Starting a dial costs this thread a few hundred microseconds of CPU. Right after a stream took
+  // its spare, that thread is the stream's critical path: its first bytes go to the upstream,
+  // ACCEPT goes back, and the upstream's first answer comes through within a millisecond or so.
+  // Dialing then (on a busy machine, the thread is not rescheduled at once) delays exactly that
+  // answer, so the next spare is dialed once the opening exchange is over. A stream that comes
+  // sooner dials on demand, as without spares.
+  private refillAfterOpening(): void {
+    if (this.refillTimer !== undefined) return;
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = undefined;
+      this.refill();
+    }, REFILL_DELAY_MS);
+    this.refillTimer.unref();
   }
 
   private refill(): void {

@@ -137,6 +137,28 @@ test('a stream: bytes sent behind OPEN reach the upstream once it is connected; 
   }
 });
 
+test('bytes that came with OPEN are handed to the upstream as serve() starts, not held for the end of the turn with ACCEPT', async () => {
+  const pair = await lanePair();
+  const echo = await echoServer();
+  try {
+    const first = Buffer.from('first bytes of the stream');
+    pair.gateway.write(Buffer.concat([laneControlFrame(LaneFrameType.OPEN, OPEN), laneDataHeader(first.length), first]));
+    while (pair.events.opened.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const upstream = await echo.connect();
+    pair.lane.serve(upstream, () => {}, (err) => new AgentError('UPSTREAM_FAILED', err.message));
+    // Written through to the kernel already: nothing corked or queued behind this turn.
+    assert.equal(upstream.writableCorked, 0);
+    assert.equal(upstream.writableLength, 0);
+    assert.equal(upstream.bytesWritten, first.length);
+    assert.equal((await pair.frames.next()).type, LaneFrameType.ACCEPT);
+    const data = await pair.frames.next();
+    assert.deepEqual([data.type, data.payload.toString()], [LaneFrameType.DATA, first.toString()]);
+  } finally {
+    pair.close();
+    echo.close();
+  }
+});
+
 for (const [what, bytes, expected] of [
   ['an unknown frame type', Buffer.from([9, 0, 0, 0, 0]), /unknown lane frame type 9/],
   ['DATA on an idle lane', Buffer.concat([laneDataHeader(1), Buffer.from('x')]), /DATA on a lane that is idle/],

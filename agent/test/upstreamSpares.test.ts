@@ -77,6 +77,28 @@ test('the first dial is made on demand; the next one takes a spare that was dial
   }
 });
 
+test('the next spare is dialed after the stream that took one has had its opening turns, not during them', async () => {
+  const server = await greetingServer();
+  const spares = new UpstreamSpares(server.upstream, 1, 60_000);
+  try {
+    const first = await spares.dial();
+    await until('the spare to be dialed', () => spares.stats.waiting === 1);
+    const second = await spares.dial();
+    assert.equal(spares.stats.hits, 1);
+    // The turn the stream opened in, and the next (where the upstream's first answer usually is).
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual([spares.stats.waiting, spares.stats.dialing], [0, 0], 'no dial competes with the opening exchange');
+    await until('the next spare', () => spares.stats.waiting === 1);
+    assert.equal(server.accepted.length, 3);
+    first.destroy();
+    second.destroy();
+  } finally {
+    spares.close();
+    await server.close();
+  }
+});
+
 test('a spare the upstream closed is dropped: the stream dials afresh instead of getting a dead socket', async () => {
   // The second connection (the first spare) is closed by the upstream right away.
   const server = await greetingServer((socket, index) => {

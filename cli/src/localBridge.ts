@@ -17,6 +17,7 @@ export interface LocalEnd {
 // ways, each direction half-closing on its own. Resolves with the failure, if there was one.
 export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platform: Platform, log: Logger): Promise<CliError | undefined> {
   local.readable.pause();
+  await bytesSentWithConnect(local.readable);
   let tunnel;
   try {
     tunnel = await client.open(platform);
@@ -39,6 +40,11 @@ export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platfor
     const maybeDone = (): void => {
       if (localDone && remoteDone) settle(undefined);
     };
+    // Bytes already here leave with the request's HEADERS: one TLS record, one read at the gateway,
+    // and OPEN and DATA in one write to the agent. Through pump they would wait for its per-turn
+    // cork, and the session would send HEADERS alone first.
+    const early = local.readable.read() as Buffer | null;
+    if (early !== null) tunnel.writable.write(early);
     const up = pump(local.readable, tunnel.writable, () => {
       localDone = true;
       tunnel.writable.end();
@@ -80,4 +86,13 @@ export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platfor
       }
     });
   });
+}
+
+// Clients speak first (an HTTP/2 preface, an HTTP request) and usually write right after
+// connecting. Reading starts now, and the tunnel is opened one event-loop turn later, after the
+// poll that reads those bytes, so that they can travel with the request. A peer that waits to be
+// spoken to loses that one turn.
+function bytesSentWithConnect(readable: Readable): Promise<void> {
+  readable.read(0);
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 }

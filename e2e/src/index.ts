@@ -56,5 +56,6 @@ export * from './fakeImds.js';
 export * from './inspectionCa.js';
 export * from './connectProxy.js';
 export * from './countingRelay.js';
+export * from './tlsRecordTap.js';
 export * from './registry.js';
 export * from './registryTokenServer.js';

@@ -1,13 +1,26 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createLogger } from '@slipway/proto';
 import { TunnelClient, LocalProxy } from '@slipway/cli';
-import { startStack, startEchoServer, echoRoundTrip, connectUnix, readAll, waitFor, tunnelClientFor, type SlipwayStack, type EchoServer } from '@slipway/e2e';
+import {
+  startStack,
+  startEchoServer,
+  echoRoundTrip,
+  connectUnix,
+  readAll,
+  waitFor,
+  tunnelClientFor,
+  startTlsRecordTap,
+  TLS_APPLICATION_DATA,
+  type SlipwayStack,
+  type EchoServer,
+} from '@slipway/e2e';
 
 const log = createLogger('test-cli', process.env['SLIPWAY_TEST_VERBOSE'] === '1' ? 'debug' : 'silent');
 let stack: SlipwayStack;
@@ -195,6 +208,76 @@ for (const [transport, lanes] of [['h2', undefined], ['websocket', undefined], [
     }
   });
 }
+
+// A connection whose bytes are already waiting in the kernel, accepted but not yet read: what a
+// client that writes right after connecting looks like to the proxy.
+async function connectionWithBytesWaiting(bytes: Buffer): Promise<{ client: net.Socket; accepted: net.Socket; close(): void }> {
+  const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true });
+  const sock = path.join(dir, `waiting-${Math.random().toString(36).slice(2)}.sock`);
+  server.listen(sock);
+  await once(server, 'listening');
+  const acceptedP = once(server, 'connection') as Promise<[net.Socket]>;
+  const client = await connectUnix(sock);
+  client.on('error', () => {});
+  const [accepted] = await acceptedP;
+  await new Promise<void>((resolve, reject) => client.write(bytes, (err) => (err ? reject(err) : resolve())));
+  return { client, accepted, close: () => server.close() };
+}
+
+test('bytes a client sent with its connect leave with the request: the stream costs the client one TLS record, not two', async () => {
+  const tap = await startTlsRecordTap(stack.port);
+  const client = new TunnelClient({
+    gatewayUrl: new URL(`https://127.0.0.1:${tap.port}`),
+    token: await stack.clientToken('demo'),
+    project: 'demo',
+    ca: fs.readFileSync(stack.caPath),
+    transport: 'h2',
+    env: {},
+    connectTimeoutMs: 5_000,
+    log,
+  });
+  const proxy = new LocalProxy(client, 'linux/amd64', log);
+  try {
+    const exchange = async (payload: Buffer): Promise<void> => {
+      const c = await connectionWithBytesWaiting(payload);
+      try {
+        proxy.adopt(c.accepted);
+        const back: Buffer[] = [];
+        let got = 0;
+        for await (const chunk of c.client) {
+          back.push(chunk as Buffer);
+          got += (chunk as Buffer).length;
+          if (got >= payload.length) break;
+        }
+        assert.ok(Buffer.concat(back).equals(payload), 'the echo came back intact');
+      } finally {
+        c.client.destroy();
+        c.close();
+      }
+    };
+    // The first stream also opens the HTTP/2 session and acquires the build.
+    await exchange(Buffer.from('warm-up'));
+    // Quiet: nothing more from the client for a while (its session settings, window updates).
+    let seen = -1;
+    while (tap.fromClient.length !== seen) {
+      seen = tap.fromClient.length;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const payload = randomBytes(3000);
+    await exchange(payload);
+    const records = tap.fromClient.slice(seen).filter((r) => r.contentType === TLS_APPLICATION_DATA);
+    assert.ok(records.length > 0, 'the stream crossed the tap');
+    // HEADERS alone make a record of a few hundred bytes; with the payload behind them, more than it.
+    assert.ok(
+      records[0]!.length > payload.length,
+      `expected the first record of the stream to carry its HEADERS and the ${payload.length} bytes, got records of ${records.map((r) => r.length).join(', ')} bytes`,
+    );
+  } finally {
+    await proxy.close();
+    await client.close();
+    await tap.close();
+  }
+});
 
 test('the agent reconnects after the gateway restarts and service resumes', async () => {
   const s = await startStack();

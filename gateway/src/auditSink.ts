@@ -1,15 +1,50 @@
 import fs from 'node:fs';
 
+/** How long audit lines may wait to be written together. */
+export const AUDIT_FLUSH_INTERVAL_MS = 50;
+
+export interface AuditSink {
+  /** Queues one line; queued lines are written together within AUDIT_FLUSH_INTERVAL_MS. */
+  write(line: string): void;
+  /** Writes what is queued now (before the process exits). */
+  flush(): void;
+}
+
 // Where audit lines go: appended to a file (mode 0600) when configured, else standard error. A
 // failing file is reported once on standard error and the lines follow it there, rather than
 // being lost silently.
-export function auditSink(path: string | undefined, stderr: NodeJS.WritableStream): (line: string) => void {
-  if (path === undefined) return (line) => void stderr.write(line);
-  const file = fs.createWriteStream(path, { flags: 'a', mode: 0o600 });
-  let failed = false;
-  file.on('error', (err) => {
-    if (!failed) stderr.write(`slipway-gateway: audit log ${path} failed (${err.message}); writing audit lines to standard error\n`);
-    failed = true;
-  });
-  return (line) => void (failed ? stderr.write(line) : file.write(line));
+//
+// Every tunnel stream is an authentication decision. A write of its own for each (synchronous,
+// when standard error is a pipe, and waking whatever reads it) would sit in the middle of the
+// stream's opening, on the gateway's thread and on the machine's cores; queued for a moment, a
+// burst of opens becomes one write. What a crash can lose is that moment's lines, as with the
+// file's own buffering; an orderly exit flushes.
+export function auditSink(path: string | undefined, stderr: NodeJS.WritableStream, flushIntervalMs = AUDIT_FLUSH_INTERVAL_MS): AuditSink {
+  let out: (text: string) => void = (text) => void stderr.write(text);
+  if (path !== undefined) {
+    const file = fs.createWriteStream(path, { flags: 'a', mode: 0o600 });
+    let failed = false;
+    file.on('error', (err) => {
+      if (!failed) stderr.write(`slipway-gateway: audit log ${path} failed (${err.message}); writing audit lines to standard error\n`);
+      failed = true;
+    });
+    out = (text) => void (failed ? stderr.write(text) : file.write(text));
+  }
+  let queued: string[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const flush = (): void => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (queued.length === 0) return;
+    const text = queued.join('');
+    queued = [];
+    out(text);
+  };
+  return {
+    write: (line) => {
+      queued.push(line);
+      timer ??= setTimeout(flush, flushIntervalMs);
+    },
+    flush,
+  };
 }

@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     admission,
     identity: services,
     limits: config.limits,
-    auditSink: audit,
+    auditSink: (line) => audit.write(line),
     placement: {
       spillAfterMs: config.spillAfterMs,
       buildLeaseMs: config.buildLeaseMs,
@@ -91,7 +91,10 @@ async function main(): Promise<void> {
   await fleet.start(gateway.metrics);
   let stopping = false;
   const shutdown = (signal: string): void => {
-    if (stopping) process.exit(1);
+    if (stopping) {
+      audit.flush();
+      process.exit(1);
+    }
     stopping = true;
     log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
     // The fleet first: its leadership is resigned at once, not held through the grace period.
@@ -101,8 +104,14 @@ async function main(): Promise<void> {
       .then(() => gateway.close(config.shutdownGraceMs))
       .then(() => Promise.all([table.close(), identity.store.close()]))
       .then(
-        () => process.exit(0),
-        () => process.exit(1),
+        () => {
+          audit.flush();
+          process.exit(0);
+        },
+        () => {
+          audit.flush();
+          process.exit(1);
+        },
       );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
