@@ -89,10 +89,23 @@ export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platfor
 }
 
 // Clients speak first (an HTTP/2 preface, an HTTP request) and usually write right after
-// connecting. Reading starts now, and the tunnel is opened one event-loop turn later, after the
-// poll that reads those bytes, so that they can travel with the request. A peer that waits to be
-// spoken to loses that one turn.
+// connecting: the tunnel is opened once those bytes are here, so that they travel with the
+// request, or after FIRST_BYTES_WAIT_MS for a peer that waits to be spoken to.
+export const FIRST_BYTES_WAIT_MS = 2;
+
 function bytesSentWithConnect(readable: Readable): Promise<void> {
-  readable.read(0);
-  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+  return new Promise((resolve) => {
+    if (readable.readableLength > 0 || readable.readableEnded) {
+      resolve();
+      return;
+    }
+    const done = (): void => {
+      clearTimeout(timer);
+      readable.off('readable', done);
+      resolve();
+    };
+    const timer = setTimeout(done, FIRST_BYTES_WAIT_MS);
+    // Listening for 'readable' starts reading without consuming: what arrives stays buffered.
+    readable.on('readable', done);
+  });
 }

@@ -279,6 +279,23 @@ test('bytes a client sent with its connect leave with the request: the stream co
   }
 });
 
+test('a local peer that waits to be spoken to still gets its tunnel: it opens without any first bytes', async () => {
+  const { sock, close } = await proxyFor(stack, 'h2', 'silent');
+  try {
+    const before = streamsCarriedOn(stack, 'lane') + streamsCarriedOn(stack, 'link');
+    const socket = await connectUnix(sock);
+    socket.on('error', () => {});
+    await waitFor(() => streamsCarriedOn(stack, 'lane') + streamsCarriedOn(stack, 'link') > before, 5_000, 'the tunnel stream to reach the agent');
+    // And it carries what is sent later, both ways.
+    socket.write('late');
+    const [echoed] = (await once(socket, 'data')) as [Buffer];
+    assert.equal(echoed.toString(), 'late');
+    socket.destroy();
+  } finally {
+    await close();
+  }
+});
+
 test('the agent reconnects after the gateway restarts and service resumes', async () => {
   const s = await startStack();
   try {
