@@ -2,9 +2,11 @@ import fs from 'node:fs';
 
 /** How long audit lines may wait to be written together. */
 export const AUDIT_FLUSH_INTERVAL_MS = 50;
+/** Queued text that is written at once, without waiting for the interval (bounds the queue). */
+export const AUDIT_FLUSH_CHARS = 64 * 1024;
 
 export interface AuditSink {
-  /** Queues one line; queued lines are written together within AUDIT_FLUSH_INTERVAL_MS. */
+  /** Queues one line; queued lines are written together within AUDIT_FLUSH_INTERVAL_MS, or at once past AUDIT_FLUSH_CHARS. */
   write(line: string): void;
   /** Writes what is queued now (before the process exits). */
   flush(): void;
@@ -31,6 +33,7 @@ export function auditSink(path: string | undefined, stderr: NodeJS.WritableStrea
     out = (text) => void (failed ? stderr.write(text) : file.write(text));
   }
   let queued: string[] = [];
+  let queuedChars = 0;
   let timer: NodeJS.Timeout | undefined;
   const flush = (): void => {
     clearTimeout(timer);
@@ -38,12 +41,15 @@ export function auditSink(path: string | undefined, stderr: NodeJS.WritableStrea
     if (queued.length === 0) return;
     const text = queued.join('');
     queued = [];
+    queuedChars = 0;
     out(text);
   };
   return {
     write: (line) => {
       queued.push(line);
-      timer ??= setTimeout(flush, flushIntervalMs);
+      queuedChars += line.length;
+      if (queuedChars >= AUDIT_FLUSH_CHARS) flush();
+      else timer ??= setTimeout(flush, flushIntervalMs);
     },
     flush,
   };

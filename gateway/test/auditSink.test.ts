@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { auditSink } from '../src/auditSink.js';
+import { AUDIT_FLUSH_CHARS, auditSink } from '../src/auditSink.js';
 
 function capture(): { stream: PassThrough; writes: string[] } {
   const stream = new PassThrough();
@@ -41,6 +41,20 @@ test('flush() writes what is queued at once, and the timer it replaces writes no
   assert.deepEqual(stderr.writes, ['{"b":1}\n']);
   sink.flush();
   assert.deepEqual(stderr.writes, ['{"b":1}\n'], 'an empty flush writes nothing');
+});
+
+test('a queue that reaches AUDIT_FLUSH_CHARS is written at once, without waiting for the interval', async () => {
+  const stderr = capture();
+  const sink = auditSink(undefined, stderr.stream, 60_000);
+  const line = `{"e":"${'x'.repeat(1000)}"}\n`;
+  const lines = Math.ceil(AUDIT_FLUSH_CHARS / line.length);
+  for (let i = 0; i < lines; i++) sink.write(line);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(stderr.writes.join(''), line.repeat(lines));
+  sink.write('{"e":"last"}\n');
+  await new Promise((r) => setImmediate(r));
+  assert.equal(stderr.writes.length, 1, 'a short queue waits for the interval');
+  sink.flush();
 });
 
 test('with a file, lines are appended to it (mode 0600); a file that cannot be opened sends them to standard error, with one notice', async () => {
