@@ -91,7 +91,7 @@ export async function bridgeLocal(local: LocalEnd, client: TunnelClient, platfor
 // Clients speak first (an HTTP/2 preface, an HTTP request) and usually write right after
 // connecting: the tunnel is opened once those bytes are here, so that they travel with the
 // request, or after FIRST_BYTES_WAIT_MS for a peer that waits to be spoken to.
-export const FIRST_BYTES_WAIT_MS = 2;
+const FIRST_BYTES_WAIT_MS = 2;
 
 function bytesSentWithConnect(readable: Readable): Promise<void> {
   return new Promise((resolve) => {

@@ -4,12 +4,13 @@ import { TunnelClient } from '@slipway/cli';
 import type { SlipwayStack } from './slipwayStack.js';
 
 // The CLI's tunnel client pointed at a test stack, trusting its CA, with no proxy in the way.
+// `gatewayUrl` reaches the stack's gateway some other way (a relay in front of it).
 export async function tunnelClientFor(
   stack: SlipwayStack,
-  options: { transport?: 'auto' | 'h2' | 'websocket'; project?: string; ca?: Buffer; env?: Record<string, string> } = {},
+  options: { transport?: 'auto' | 'h2' | 'websocket'; project?: string; ca?: Buffer; env?: Record<string, string>; gatewayUrl?: string } = {},
 ): Promise<TunnelClient> {
   return new TunnelClient({
-    gatewayUrl: new URL(stack.gatewayUrl),
+    gatewayUrl: new URL(options.gatewayUrl ?? stack.gatewayUrl),
     token: await stack.clientToken(options.project ?? 'demo'),
     project: options.project,
     ca: options.ca ?? fs.readFileSync(stack.caPath),

@@ -226,16 +226,7 @@ async function connectionWithBytesWaiting(bytes: Buffer): Promise<{ client: net.
 
 test('bytes a client sent with its connect leave with the request: the stream costs the client one TLS record, not two', async () => {
   const tap = await startTlsRecordTap(stack.port);
-  const client = new TunnelClient({
-    gatewayUrl: new URL(`https://127.0.0.1:${tap.port}`),
-    token: await stack.clientToken('demo'),
-    project: 'demo',
-    ca: fs.readFileSync(stack.caPath),
-    transport: 'h2',
-    env: {},
-    connectTimeoutMs: 5_000,
-    log,
-  });
+  const client = await tunnelClientFor(stack, { transport: 'h2', project: 'demo', gatewayUrl: `https://127.0.0.1:${tap.port}` });
   const proxy = new LocalProxy(client, 'linux/amd64', log);
   try {
     const exchange = async (payload: Buffer): Promise<void> => {

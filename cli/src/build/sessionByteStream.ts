@@ -79,7 +79,7 @@ export class SessionByteStream extends Duplex {
       batchBytes += chunk.length;
     }
     flush();
-    this.bound.admit(() => callback());
+    this.bound.admit(callback);
   }
 
   private send(parts: Buffer[], bytes: number): void {

@@ -34,6 +34,6 @@ export class TunnelSocket extends SocketDuplex {
     for (let i = 0; i < chunks.length - 1; i++) this.tunnel.write(chunks[i]!.chunk);
     this.tunnel.write(chunks[chunks.length - 1]!.chunk, sent);
     this.tunnel.uncork();
-    this.bound.admit(() => callback());
+    this.bound.admit(callback);
   }
 }
