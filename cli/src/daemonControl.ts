@@ -8,7 +8,7 @@ import type { Env, Platform } from '@slipway/proto';
 import { CliError } from './cliError.js';
 import type { DaemonState } from './daemonSupervisor.js';
 import type { DaemonPaths } from './dockerLocations.js';
-import type { SlipwayProgram } from './slipwayProgram.js';
+import { programArgs, type SlipwayProgram } from './slipwayProgram.js';
 
 export interface DaemonStatus {
   running: boolean;
@@ -63,7 +63,7 @@ export async function ensureDaemon(options: StartDaemonOptions): Promise<DaemonS
   const logStart = fs.fstatSync(log).size;
   let child;
   try {
-    child = spawn(options.program.node, [options.program.script, 'daemon', 'run', ...options.args], {
+    child = spawn(options.program.node, programArgs(options.program, ['daemon', 'run', ...options.args]), {
       detached: true,
       stdio: ['ignore', log, log],
       env: options.env,

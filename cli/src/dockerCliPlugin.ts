@@ -7,7 +7,7 @@
 //                                `docker buildx build --builder slipway ARGS`
 //   docker slipway COMMAND ...   any slipway command (doctor, daemon status, login, ...)
 import { BUILDER_NAME } from './dockerLocations.js';
-import type { SlipwayProgram } from './slipwayProgram.js';
+import { programArgs, type SlipwayProgram } from './slipwayProgram.js';
 import { CLI_VERSION } from './cliVersion.js';
 
 export const PLUGIN_VERSION = CLI_VERSION;
@@ -32,7 +32,7 @@ export function pluginScript(program: SlipwayProgram): string {
     '#!/bin/sh',
     `# The Docker CLI plugin of Slipway: docker slipway build ... builds on the '${BUILDER_NAME}' buildx builder.`,
     '# Written by slipway configure-docker; slipway configure-docker --uninstall removes it.',
-    `exec ${shellQuote(program.node)} ${shellQuote(program.script)} docker-cli-plugin "$@"`,
+    `exec ${[program.node, ...programArgs(program, [])].map(shellQuote).join(' ')} docker-cli-plugin "$@"`,
     '',
   ].join('\n');
 }

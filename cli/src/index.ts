@@ -7,6 +7,7 @@ export { LocalProxy } from './localProxy.js';
 export { bridgeLocal, type LocalEnd } from './localBridge.js';
 export { loadConfig, DEFAULT_OIDC_AUDIENCE, type CliConfig, type CliCommand } from './config.js';
 export { CliError, type CliErrorCode, exitCodeOf } from './cliError.js';
+export { NODE_FLAGS, launcherPreamble } from './nodeFlags.js';
 export type { TunnelStream } from './tunnelStream.js';
 export {
   fetchCiOidcToken,

@@ -13,7 +13,7 @@ import { runLogin, runLogout } from './login.js';
 import { OidcTokenExchange } from './oidcTokenExchange.js';
 import { TransportMemory, transportMemoryFile } from './transportMemory.js';
 import { doctorExitCode, renderDoctorReport, runDoctor } from './doctor.js';
-import { slipwayProgram } from './slipwayProgram.js';
+import { programArgs, slipwayProgram } from './slipwayProgram.js';
 import { configureDocker, unconfigureDocker } from './configureDocker.js';
 import { DaemonSupervisor, type ConnectionMessage, type WorkerMessage } from './daemonSupervisor.js';
 import { DaemonWorker } from './daemonWorker.js';
@@ -113,7 +113,7 @@ async function daemonRun(config: DaemonConfig): Promise<number> {
     paths: daemonPaths(config.slipwayDir),
     platforms: config.platforms,
     gateway: config.gatewayUrl.origin,
-    worker: { file: program.node, args: [program.script, 'daemon', 'worker', ...config.passThrough] },
+    worker: { file: program.node, args: programArgs(program, ['daemon', 'worker', ...config.passThrough]) },
     env: config.env,
     log: createLogger('slipway-daemon', config.logLevel === 'warn' ? 'info' : config.logLevel),
   });

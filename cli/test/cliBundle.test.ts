@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, renameSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleCli, type CliBundle } from '../tools/cliBundle.js';
 import { CLI_VERSION } from '../src/cliVersion.js';
+import { launcherPreamble, NODE_FLAGS } from '../src/nodeFlags.js';
 
 // The bundled CLI (npm run build:cli, and what the build bench measures) run as a user would run
 // it: from a folder outside the repository, so nothing resolves through the sources by accident.
@@ -52,6 +53,25 @@ test('the bundled CLI runs: --version, build --help, the Docker CLI plugin metad
     const noGateway = slipway(bundle, cwd, 'build', cwd);
     assert.equal(noGateway.code, 2, noGateway.stderr);
     assert.match(noGateway.stderr, /^slipway: error: invalid configuration:\n[^]*\n {2}- SLIPWAY_GATEWAY \(or --gateway\) is required/);
+  });
+});
+
+test('the bundle, run as a program, starts node with the flags every Slipway program runs with', async () => {
+  await withBundle((bundle, cwd) => {
+    assert.ok(readFileSync(bundle.script, 'utf8').startsWith(launcherPreamble()));
+    // Records the started node's own command-line flags (NODE_OPTIONS' are not among them).
+    const probe = path.join(cwd, 'probe.cjs');
+    const out = path.join(cwd, 'flags.json');
+    writeFileSync(probe, "require('node:fs').writeFileSync(process.env.NODE_FLAGS_PROBE_OUT, JSON.stringify(process.execArgv));\n");
+    const result = spawnSync(bundle.script, ['--version'], {
+      cwd,
+      env: { PATH: process.env['PATH'] ?? '', HOME: cwd, NODE_OPTIONS: `--require ${probe}`, NODE_FLAGS_PROBE_OUT: out },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(result.status, 0, `${result.error?.message ?? ''}${result.stderr}`);
+    assert.equal(result.stdout, `slipway ${CLI_VERSION}\n`);
+    assert.deepEqual(JSON.parse(readFileSync(out, 'utf8')), [...NODE_FLAGS]);
   });
 });
 

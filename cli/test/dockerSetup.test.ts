@@ -10,7 +10,7 @@ import { buildxCurrentJson, buildxInstanceJson, dockerEndpointKey } from '../src
 import { withBuilderAlias, withoutBuilderAlias } from '../src/dockerCliConfig.js';
 import { pluginInvocation } from '../src/dockerCliPlugin.js';
 
-const program = { node: '/usr/bin/node', script: "/opt/it's slipway/bin/slipway.mjs" };
+const program = { node: '/usr/bin/node', nodeFlags: ['--initial-old-space-size=64'], script: "/opt/it's slipway/bin/slipway.mjs" };
 
 async function withDocker(run: (locations: DockerLocations) => void): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'slipway-docker-setup-'));
@@ -56,7 +56,7 @@ test('install into an empty DOCKER_CONFIG, twice, then uninstall leaves nothing,
     assert.deepEqual(install(locations).map((c) => c.what), ['unchanged', 'unchanged', 'unchanged', 'unchanged']);
     const script = fs.readFileSync(locations.pluginFile, 'utf8');
     assert.match(script, /^#!\/bin\/sh\n/);
-    assert.ok(script.includes(`exec '/usr/bin/node' '/opt/it'\\''s slipway/bin/slipway.mjs' docker-cli-plugin "$@"`), script);
+    assert.ok(script.includes(`exec '/usr/bin/node' '--initial-old-space-size=64' '/opt/it'\\''s slipway/bin/slipway.mjs' docker-cli-plugin "$@"`), script);
     uninstallDockerSetup(locations);
     assert.equal(fs.existsSync(locations.dockerConfigDir), false);
     assert.equal(uninstallDockerSetup(locations), undefined, 'nothing recorded any more');

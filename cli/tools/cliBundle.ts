@@ -1,7 +1,8 @@
-import { cpSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { launcherPreamble } from '../src/nodeFlags.js';
 
 // The CLI as it would ship: one ES module bundled by esbuild from src/main.ts (dependencies
 // included), beside a copy of the .proto files it loads at run time. Run from source through
@@ -50,7 +51,8 @@ export async function bundleCli(dir: string = DEFAULT_BUNDLE_DIR, cliRoot: strin
     external: ['bufferutil', 'utf-8-validate'],
     // CommonJS dependencies (protobufjs, ws) call require() for Node's built-ins, which an ES
     // module does not have.
-    banner: { js: "#!/usr/bin/env node\nimport { createRequire as __slipwayCreateRequire } from 'node:module';\nconst require = __slipwayCreateRequire(import.meta.url);" },
+    // The launcher's first lines start node with the flags Slipway runs with (nodeFlags.ts).
+    banner: { js: `${launcherPreamble()}import { createRequire as __slipwayCreateRequire } from 'node:module';\nconst require = __slipwayCreateRequire(import.meta.url);` },
     logLevel: 'warning',
     legalComments: 'none',
   });
@@ -64,6 +66,8 @@ export async function bundleCli(dir: string = DEFAULT_BUNDLE_DIR, cliRoot: strin
         `check that whatever the new one locates is in the bundle's folder (cli/tools/cliBundle.ts), then update the count`,
     );
   }
+  // Run as a program, its first lines start node with Slipway's flags.
+  chmodSync(script, 0o755);
   for (const tree of PROTO_TREES) cpSync(path.join(cliRoot, '../proto', tree), path.join(dir, tree), { recursive: true, filter: (src) => !src.endsWith('.ts') });
   return { dir, script };
 }

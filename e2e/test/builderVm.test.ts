@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '@slipway/agent';
+import { NODE_FLAGS } from '@slipway/cli';
 import { AGENT_FLAGS } from '../../agent/src/config.js';
 import { runCommand } from '../src/index.js';
 
@@ -144,7 +145,7 @@ test("the agent's command line uses only the agent's flags, and its real loadCon
     const execStart = /^ExecStart=((?:.*\\\n)*.*)$/m.exec(unit)?.[1];
     assert.ok(execStart, 'slipway-agent.service has no ExecStart');
     const words = execStart.replace(/\\\n/g, ' ').trim().split(/\s+/);
-    assert.deepEqual(words.slice(0, 4), ['/usr/bin/node', '--import', 'tsx', 'agent/src/main.ts']);
+    assert.deepEqual(words.slice(0, 4 + NODE_FLAGS.length), ['/usr/bin/node', ...NODE_FLAGS, '--import', 'tsx', 'agent/src/main.ts']);
     assert.match(unit, /^WorkingDirectory=\/opt\/slipway\/agent$/m);
     assert.match(unit, /^EnvironmentFile=\/etc\/slipway\/agent\.env$/m);
 
@@ -154,7 +155,7 @@ test("the agent's command line uses only the agent's flags, and its real loadCon
       const m = /^([A-Z0-9_]+)=(.*)$/.exec(line);
       if (m) env[m[1]!] = m[2]!;
     }
-    const argv = words.slice(4).map((w) =>
+    const argv = words.slice(4 + NODE_FLAGS.length).map((w) =>
       w.replace(/\$\{([A-Z0-9_]+)\}/g, (_, name: string) => {
         assert.ok(name in env, `ExecStart uses \${${name}}, which agent.env does not set`);
         return env[name]!;

@@ -21,6 +21,7 @@ import {
   type SlipwayStack,
   type TempDir,
 } from '@slipway/e2e';
+import { NODE_FLAGS } from '@slipway/cli';
 
 let stack: SlipwayStack;
 let dockerd: Dockerd;
@@ -164,6 +165,12 @@ test("each platform's socket carries BuildKit's ListWorkers to an agent of that 
 test('a killed worker is replaced; a killed daemon is started again on demand', async () => {
   const stateFile = path.join(daemonDir, 'daemon.json');
   const before = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as { supervisorPid: number; workerPid: number; workerStarts: number };
+  // Both run with the flags every Slipway program runs with, ahead of the script.
+  for (const pid of [before.supervisorPid, before.workerPid]) {
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    assert.deepEqual(argv.slice(1, 1 + NODE_FLAGS.length), [...NODE_FLAGS], argv.join(' '));
+    assert.match(argv[1 + NODE_FLAGS.length]!, /bin\/slipway\.mjs$/);
+  }
   process.kill(before.workerPid, 'SIGKILL');
   // The socket keeps accepting while the worker is replaced; the call waits its turn.
   const workers = await listWorkers(`unix://${socketOf('amd64')}`, { deadlineMs: 30_000 });

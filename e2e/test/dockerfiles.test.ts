@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { validate } from 'dockerfile-utils';
+import { NODE_FLAGS } from '@slipway/cli';
 import { startStack, runCommand } from '../src/index.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -61,7 +62,8 @@ for (const kind of KINDS) {
     assert.ok(health && !/NONE/.test(health.args), 'no HEALTHCHECK');
     const script = /"(deploy\/docker\/healthcheck-[a-z]+\.mjs)"/.exec(health.args)?.[1];
     assert.ok(script && runtime.some((i) => i.keyword === 'COPY' && i.args.includes(script)), 'the health check script is not copied into the image');
-    assert.ok(runtime.some((i) => i.keyword === 'ENTRYPOINT' && i.args.includes(`${kind}/src/main.ts`)));
+    const entrypoint = runtime.filter((i) => i.keyword === 'ENTRYPOINT').at(-1)?.args;
+    assert.deepEqual(entrypoint && JSON.parse(entrypoint), ['node', ...NODE_FLAGS, '--import', 'tsx', `${kind}/src/main.ts`]);
     // The VM bundle is the runtime image's files.
     assert.match(text, new RegExp(`FROM scratch AS ${kind}-bundle\\nCOPY --from=${kind} /app /`));
   });

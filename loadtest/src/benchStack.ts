@@ -1,8 +1,11 @@
 // The system under test, every part in its own process as in production: the upstream (a raw
 // byte server standing in for BuildKit), a gateway, an agent dialing it, and one `slipway proxy`
-// per transport serving a unix socket, exactly what docker/buildx would connect to.
+// per transport serving a unix socket, exactly what docker/buildx would connect to. Slipway's own
+// programs start with the node flags their launchers give them (cli/src/nodeFlags.ts); the
+// upstream, like the bench client, is the bench's and runs on node's defaults.
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { NODE_FLAGS } from '@slipway/cli';
 import { ensureDevPki, TokenIssuer } from '@slipway/gateway';
 import { BenchError } from './benchError.js';
 import type { BenchEndpoint } from './benchEndpoint.js';
@@ -75,7 +78,7 @@ export async function startBenchStack(options: BenchStackOptions): Promise<Bench
 
     const port = await freeLoopbackPort();
     const gatewayUrl = `https://127.0.0.1:${port}`;
-    const gateway = spawnNode('gateway', 'gateway', ['--import', 'tsx', 'gateway/src/main.ts'], {
+    const gateway = spawnNode('gateway', 'gateway', [...NODE_FLAGS, '--import', 'tsx', 'gateway/src/main.ts'], {
       SLIPWAY_LISTEN: `127.0.0.1:${port}`,
       SLIPWAY_TLS_CERT: pki.serverCertPath,
       SLIPWAY_TLS_KEY: pki.serverKeyPath,
@@ -89,7 +92,7 @@ export async function startBenchStack(options: BenchStackOptions): Promise<Bench
       SLIPWAY_RATE_OPENS_PER_ADDRESS: '1000000/1000000',
       SLIPWAY_LOG_LEVEL: options.logLevel,
     });
-    const agent = spawnNode('agent', 'agent', ['--import', 'tsx', 'agent/src/main.ts'], {
+    const agent = spawnNode('agent', 'agent', [...NODE_FLAGS, '--import', 'tsx', 'agent/src/main.ts'], {
       SLIPWAY_GATEWAY: gatewayUrl,
       SLIPWAY_AGENT_TOKEN_FILE: agentTokenPath,
       SLIPWAY_AGENT_ID: AGENT_ID,
@@ -112,7 +115,7 @@ export async function startBenchStack(options: BenchStackOptions): Promise<Bench
       const proxy = spawnNode(
         role,
         `proxy-${transport}`,
-        ['cli/bin/slipway.mjs', 'proxy', '--platform', PLATFORM, '--listen', `unix://${socketPath}`, '--transport', transport],
+        [...NODE_FLAGS, 'cli/bin/slipway.mjs', 'proxy', '--platform', PLATFORM, '--listen', `unix://${socketPath}`, '--transport', transport],
         { SLIPWAY_GATEWAY: gatewayUrl, SLIPWAY_TOKEN: clientToken, SLIPWAY_PROJECT: PROJECT, SLIPWAY_CA_CERT: pki.caCertPath, SLIPWAY_LOG_LEVEL: options.logLevel },
       );
       await proxy.waitForLine(/serving .* builders at unix:\/\//, START_TIMEOUT_MS);

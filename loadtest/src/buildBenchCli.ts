@@ -4,6 +4,7 @@
 // tsx's loader back into the measured process.
 import path from 'node:path';
 import { build } from 'esbuild';
+import { NODE_FLAGS } from '@slipway/cli';
 import { bundleCli } from '@slipway/cli/bundle';
 
 export interface BenchCli {
@@ -28,7 +29,7 @@ export async function prepareBenchCli(dir: string, repoRoot: string, cliRepo: st
   });
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   return {
-    nodeArgs: (profileArgs) => ['--import', probe, ...profileArgs, cli.script],
+    nodeArgs: (profileArgs) => [...NODE_FLAGS, '--import', probe, ...profileArgs, cli.script],
     description: `the CLI bundled by esbuild from ${cliRepo === '' ? "the working tree's" : `${path.resolve(cliRepo)}'s`} sources when the bench started (cli/tools/cliBundle.ts, ${seconds} s), run by node ${process.version}`,
   };
 }
@@ -38,7 +39,7 @@ export function sourceBenchCli(repoRoot: string, cliRepo: string): BenchCli {
   const probe = path.join(repoRoot, 'loadtest/src/buildProbe.ts');
   const script = path.join(cliRepo === '' ? repoRoot : path.resolve(cliRepo), 'cli/bin/slipway.mjs');
   return {
-    nodeArgs: (profileArgs) => ['--import', 'tsx', '--import', probe, ...profileArgs, script],
+    nodeArgs: (profileArgs) => [...NODE_FLAGS, '--import', 'tsx', '--import', probe, ...profileArgs, script],
     description: `${script}, the sources run through tsx (start-up includes transpiling), by node ${process.version}`,
   };
 }

@@ -3,6 +3,7 @@
 // it with `cliEnv`.
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { NODE_FLAGS } from '@slipway/cli';
 import { ensureDevPki, TokenIssuer } from '@slipway/gateway';
 import { BenchError } from './benchError.js';
 import { BenchProcess } from './benchProcess.js';
@@ -40,7 +41,7 @@ export async function startBuildBenchStack(repoRoot: string, dir: string, docker
     await writeFile(agentTokenPath, await issuer.issueAgentToken({ agentId: 'bench-builder', fleet: 'bench', ttlSec: 24 * 3600 }), { mode: 0o600 });
     const port = await freeLoopbackPort();
     const gatewayUrl = `https://127.0.0.1:${port}`;
-    const gateway = spawnNode('gateway', ['--import', 'tsx', 'gateway/src/main.ts'], {
+    const gateway = spawnNode('gateway', [...NODE_FLAGS, '--import', 'tsx', 'gateway/src/main.ts'], {
       SLIPWAY_LISTEN: `127.0.0.1:${port}`,
       SLIPWAY_TLS_CERT: pki.serverCertPath,
       SLIPWAY_TLS_KEY: pki.serverKeyPath,
@@ -49,7 +50,7 @@ export async function startBuildBenchStack(repoRoot: string, dir: string, docker
       SLIPWAY_SHUTDOWN_GRACE_MS: '0',
       SLIPWAY_LOG_LEVEL: 'warn',
     });
-    const agent = spawnNode('agent', ['--import', 'tsx', 'agent/src/main.ts'], {
+    const agent = spawnNode('agent', [...NODE_FLAGS, '--import', 'tsx', 'agent/src/main.ts'], {
       SLIPWAY_GATEWAY: gatewayUrl,
       SLIPWAY_AGENT_TOKEN_FILE: agentTokenPath,
       SLIPWAY_AGENT_ID: 'bench-builder',
