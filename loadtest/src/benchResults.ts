@@ -6,7 +6,8 @@ import type { BenchConfig } from './benchConfig.js';
 import type { CpuRole, LatencyMeasurement, Measurements, TransferMeasurement } from './benchRun.js';
 import { TargetNames, type TargetName } from './benchStack.js';
 
-export const RESULTS_SCHEMA = 'slipway-bench-tunnel/1';
+// 2: the measured transfers follow a first transfer each way per target (warmups), reported apart.
+export const RESULTS_SCHEMA = 'slipway-bench-tunnel/2';
 
 export interface SummaryRow {
   /** Stable key, e.g. `upload_mbps`, `open_p50_ms_c200`. */
@@ -29,6 +30,8 @@ export interface BenchResults {
   summary: SummaryRow[];
   /** Slipway's p50 minus direct's p50, in ms. */
   addedP50Ms: Record<'h2' | 'websocket', Record<string, number>>;
+  /** The first transfer each way on each target (config.warmupBytes), before the measured ones. */
+  warmups: TransferMeasurement[];
   transfers: TransferMeasurement[];
   latencies: LatencyMeasurement[];
   gateway: { streamsOpened: number; streamsFailed: number; bytesCarried: number; streamsOnLanes: number };
@@ -54,6 +57,10 @@ export function summarizeMeasurements(m: Measurements, concurrency: number): { s
   for (const direction of ['upload', 'download'] as const) {
     const items = m.transfers.filter((t) => t.direction === direction);
     summary.push(row(`${direction}_mbps`, `${direction} MB/s`, byTarget(items, (t) => t.mbPerSec)));
+  }
+  for (const direction of ['upload', 'download'] as const) {
+    const items = m.warmups.filter((t) => t.direction === direction);
+    summary.push(row(`first_${direction}_mbps`, `first ${direction} MB/s`, byTarget(items, (t) => t.mbPerSec)));
   }
   const addedP50Ms: BenchResults['addedP50Ms'] = { h2: {}, websocket: {} };
   for (const c of [1, concurrency]) {

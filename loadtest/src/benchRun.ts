@@ -1,4 +1,4 @@
-// The measurements, in order: warm-up, uploads, downloads, open latency at concurrency 1, then at
+// The measurements, in order: warm-up (a first transfer each way, reported apart), uploads, downloads, open latency at concurrency 1, then at
 // the configured concurrency; each across every target before the next, all through the same
 // bench client process against the same upstream. Around each measurement the CPU time of every
 // process is read, so the results say where the cycles went.
@@ -34,11 +34,11 @@ export interface LatencyMeasurement extends LatencySummary {
 }
 
 export interface Measurements {
+  /** The first transfer each way on each target, `warmupBytes` long: not the throughput that counts. */
+  warmups: TransferMeasurement[];
   transfers: TransferMeasurement[];
   latencies: LatencyMeasurement[];
 }
-
-const WARMUP_BYTES = 8 * 1024 * 1024;
 
 export async function runBench(config: BenchConfig, stack: BenchStack, client: BenchClient, progress: (line: string) => void): Promise<Measurements> {
   const watched = new Map<CpuRole, BenchProcess>([...stack.processes, ['client', client.process]]);
@@ -56,27 +56,28 @@ export async function runBench(config: BenchConfig, stack: BenchStack, client: B
     if (dead) throw new BenchError('PROCESS_FAILED', `${dead.name} is no longer running\n${dead.describeExit()}`);
   };
 
+  const transfer = async (target: BenchTarget, direction: 'upload' | 'download', bytes: number, what: string): Promise<TransferMeasurement> => {
+    checkAlive();
+    const before = cpuNow();
+    const r = await client.transfer({ endpoint: target.endpoint, direction, bytes, timeoutMs: config.transferTimeoutMs });
+    const m: TransferMeasurement = { target: target.name, ...r, cpuSeconds: cpuSince(before) };
+    progress(`${what.padEnd(8)} ${target.name.padEnd(9)} ${m.mbPerSec.toFixed(1)} MB/s (${(m.bytes / 1e6).toFixed(1)} MB in ${m.seconds.toFixed(2)} s)`);
+    return m;
+  };
+
+  const warmups: TransferMeasurement[] = [];
   for (const target of stack.targets) {
     checkAlive();
     progress(`warming up ${target.name}`);
     await client.openLatency({ endpoint: target.endpoint, concurrency: 1, rounds: 20, budgetMs: 5_000, sampleTimeoutMs: config.sampleTimeoutMs });
     await client.openLatency({ endpoint: target.endpoint, concurrency: config.concurrency, rounds: 1, budgetMs: 5_000, sampleTimeoutMs: config.sampleTimeoutMs });
-    for (const direction of ['upload', 'download'] as const) {
-      await client.transfer({ endpoint: target.endpoint, direction, bytes: WARMUP_BYTES, timeoutMs: config.transferTimeoutMs });
-    }
+    for (const direction of ['upload', 'download'] as const) warmups.push(await transfer(target, direction, config.warmupBytes, `first ${direction === 'upload' ? 'up' : 'down'}`));
   }
 
   const transfers: TransferMeasurement[] = [];
   for (const direction of ['upload', 'download'] as const) {
     const bytes = direction === 'upload' ? config.uploadBytes : config.downloadBytes;
-    for (const target of stack.targets) {
-      checkAlive();
-      const before = cpuNow();
-      const r = await client.transfer({ endpoint: target.endpoint, direction, bytes, timeoutMs: config.transferTimeoutMs });
-      const m: TransferMeasurement = { target: target.name, ...r, cpuSeconds: cpuSince(before) };
-      transfers.push(m);
-      progress(`${direction.padEnd(8)} ${target.name.padEnd(9)} ${m.mbPerSec.toFixed(1)} MB/s (${(m.bytes / 1e6).toFixed(1)} MB in ${m.seconds.toFixed(2)} s)`);
-    }
+    for (const target of stack.targets) transfers.push(await transfer(target, direction, bytes, direction));
   }
 
   const latencies: LatencyMeasurement[] = [];
@@ -96,7 +97,7 @@ export async function runBench(config: BenchConfig, stack: BenchStack, client: B
     }
   }
   checkAlive();
-  return { transfers, latencies };
+  return { warmups, transfers, latencies };
 }
 
 async function measureLatency(

@@ -73,6 +73,7 @@ async function main(config: BenchConfig): Promise<void> {
     upstream: held.stack.upstreamAddress,
     targets: TargetNames,
     ...summarizeMeasurements(measurements, config.concurrency),
+    warmups: measurements.warmups,
     transfers: measurements.transfers,
     latencies: measurements.latencies,
     gateway: {

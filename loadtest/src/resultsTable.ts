@@ -28,7 +28,8 @@ export function formatResults(r: BenchResults): string {
   out.push(
     `Slipway tunnel benchmark${r.config.quick ? ' (--quick)' : ''}: ${r.startedAt}, node ${r.environment.node}, ${r.environment.cpus} CPUs (${r.environment.cpuModel})`,
     `upstream ${r.upstream} in its own process; gateway, agent, CLI proxy and bench client each in their own process`,
-    `throughput: one stream, one direction at a time, ${(r.config.uploadBytes / 1e6).toFixed(1)} MB up / ${(r.config.downloadBytes / 1e6).toFixed(1)} MB down (1 MB = 10^6 bytes)`,
+    `throughput: one stream, one direction at a time, ${(r.config.uploadBytes / 1e6).toFixed(1)} MB up / ${(r.config.downloadBytes / 1e6).toFixed(1)} MB down (1 MB = 10^6 bytes), ` +
+      `after a first transfer of ${(r.config.warmupBytes / 1e6).toFixed(1)} MB each way per target (the "first" rows)`,
     `open latency: connect start to first echoed byte of a 1-byte write; c=1: ${r.config.latencySamples} samples planned, c=${c}: ${r.config.rounds} rounds of ${c} planned`,
     '',
   );

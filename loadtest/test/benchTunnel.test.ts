@@ -79,7 +79,7 @@ describe('bench:tunnel --quick', () => {
   it('prints every metric row with a value for each target and a ratio to direct', () => {
     assert.ok(results, 'no results file (see the first test)');
     const c = results.config.concurrency;
-    const labels = ['upload MB/s', 'download MB/s', 'open p50 ms, c=1', 'open p99 ms, c=1', `open p50 ms, c=${c}`, `open p99 ms, c=${c}`];
+    const labels = ['upload MB/s', 'download MB/s', 'first upload MB/s', 'first download MB/s', 'open p50 ms, c=1', 'open p99 ms, c=1', `open p50 ms, c=${c}`, `open p99 ms, c=${c}`];
     const lines = run.stdout.split('\n');
     for (const label of labels) {
       const line = lines.find((l) => l.startsWith(`${label} `));
@@ -95,10 +95,19 @@ describe('bench:tunnel --quick', () => {
     assert.match(run.stdout, /^added p50 latency \(slipway h2 p50 - direct p50\): c=1 [+-]\d+\.\d+ ms, c=\d+ [+-]\d+\.\d+ ms$/m);
   });
 
-  it('measured upload and download on every target, with every uploaded byte counted by the upstream', () => {
+  it('measured a first transfer, then upload and download, on every target, with every uploaded byte counted by the upstream', () => {
     assert.ok(results, 'no results file (see the first test)');
+    assert.equal(results.schema, 'slipway-bench-tunnel/2');
+    for (const [kind, list] of [['first', results.warmups], ['measured', results.transfers]] as const) {
+      assert.equal(list.length, 2 * TARGETS.length, `${kind} transfers: ${list.length}`);
+    }
     for (const direction of ['upload', 'download'] as const) {
       for (const target of TARGETS) {
+        const first = results.warmups.find((x) => x.direction === direction && x.target === target);
+        assert.ok(first, `no first ${direction} for ${target}`);
+        assert.equal(first.bytes, results.config.warmupBytes);
+        assert.equal(first.bytesVerified, first.bytes, `first ${direction} via ${target}: bytes verified`);
+        assertPositive(first.mbPerSec, `first ${direction} ${target} MB/s`);
         const t = results.transfers.find((x) => x.direction === direction && x.target === target);
         assert.ok(t, `no ${direction} result for ${target}`);
         assert.equal(t.bytes, direction === 'upload' ? results.config.uploadBytes : results.config.downloadBytes);
@@ -125,7 +134,7 @@ describe('bench:tunnel --quick', () => {
     }
     assert.deepEqual(
       results.summary.map((s) => s.key),
-      ['upload_mbps', 'download_mbps', 'open_p50_ms_c1', 'open_p99_ms_c1', `open_p50_ms_c${results.config.concurrency}`, `open_p99_ms_c${results.config.concurrency}`],
+      ['upload_mbps', 'download_mbps', 'first_upload_mbps', 'first_download_mbps', 'open_p50_ms_c1', 'open_p99_ms_c1', `open_p50_ms_c${results.config.concurrency}`, `open_p99_ms_c${results.config.concurrency}`],
     );
     for (const s of results.summary) for (const target of TARGETS) assertPositive(s.ratioToDirect[target], `${s.key} ratio for ${target}`);
   });
