@@ -103,16 +103,24 @@ export class LaneFrameParser {
     let offset = 0;
     while (offset < chunk.length) {
       if (!this.inFrame) {
-        const take = Math.min(LANE_FRAME_HEADER_BYTES - this.headerBytes, chunk.length - offset);
-        chunk.copy(this.header, this.headerBytes, offset, offset + take);
-        this.headerBytes += take;
-        offset += take;
-        if (this.headerBytes < LANE_FRAME_HEADER_BYTES) return;
-        this.headerBytes = 0;
-        const type = this.header[0]!;
+        let type: number;
+        if (this.headerBytes === 0 && chunk.length - offset >= LANE_FRAME_HEADER_BYTES) {
+          // The whole header is in this chunk (nearly always): read it where it is.
+          type = chunk[offset]!;
+          this.remaining = chunk.readUInt32BE(offset + 1);
+          offset += LANE_FRAME_HEADER_BYTES;
+        } else {
+          const take = Math.min(LANE_FRAME_HEADER_BYTES - this.headerBytes, chunk.length - offset);
+          chunk.copy(this.header, this.headerBytes, offset, offset + take);
+          this.headerBytes += take;
+          offset += take;
+          if (this.headerBytes < LANE_FRAME_HEADER_BYTES) return;
+          this.headerBytes = 0;
+          type = this.header[0]!;
+          this.remaining = this.header.readUInt32BE(1);
+        }
         if (!KNOWN_TYPES.has(type)) throw new LaneProtocolError(`unknown lane frame type ${type}; expected 0-4`);
         this.type = type as LaneFrameType;
-        this.remaining = this.header.readUInt32BE(1);
         if (this.type !== LaneFrameType.DATA && this.remaining > LANE_MAX_CONTROL_BYTES) {
           throw new LaneProtocolError(`lane frame of type ${type} carries ${this.remaining} bytes; control frames are at most ${LANE_MAX_CONTROL_BYTES}`);
         }
