@@ -3,15 +3,17 @@
 // first lines, the systemd units, the Dockerfiles, `npm start`, the benches) all carry this list;
 // e2e/test/nodeFlags.test.ts checks each of them against it.
 //
-// Why: relaying a tunnel allocates a Buffer per chunk, 65,536 per GB through each HTTP/2 hop, and
-// many of them are still queued (in an HTTP/2 stream, behind an asynchronous socket write) when a
-// young-generation collection runs, so they are promoted. V8 starts the old generation with a
-// limit of a few megabytes and sets each next limit from a live heap of 10-15 MB, so that rate of
-// promotion brought a full mark-compact every few megabytes of garbage: 7 to 72 of them per GiB
-// through `slipway proxy` (the count varied from run to run), at up to 1.6 CPU-s per GB. With the
-// old generation starting at 64 MB, a GiB through the proxy, the gateway and the agent needs none,
-// and the limit stays there after the first one (measured over 8 GiB, and across idle spells).
-// It is a threshold, not memory taken: a process uses no more memory until its heap grows.
+// Why: relaying a tunnel allocates Buffers fast (Node's HTTP/2, and the JavaScript stream wrapper
+// under the CLI's session, make one per chunk: 65,536 per GB per hop), and enough of them outlive a
+// young-generation collection to be promoted. V8 starts the old generation with a limit of a few
+// megabytes and sets each next limit from a live heap of 10-15 MB, so that promotion brought full
+// mark-compacts: 7 to 72 per GiB through `slipway proxy` (the count varied from run to run), about
+// 1.5 CPU-s per GB in the runs with the most, and 14 to 32 per GiB in the agent. With the
+// old generation starting at 64 MB, 2 GiB through the proxy and the agent needed none (the gateway
+// one, during its start-up), and the limit stays up after a full collection: one in 8 GiB through
+// the proxy, none in 4 GiB with idle spells between. It is a threshold, not memory reserved (an idle
+// process's RSS is the same); what it costs is that a busy process may carry up to about 64 MB of
+// old garbage between full collections instead of 10-15 MB.
 //
 // V8 reads it only at start-up (`v8.setFlagsFromString` is too late) and NODE_OPTIONS refuses it,
 // so it has to be on node's command line.
