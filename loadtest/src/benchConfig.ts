@@ -11,7 +11,7 @@ export interface BenchConfig {
   quick: boolean;
   /**
    * Each target first carries this much each way on one stream, measured and reported apart: the
-   * processes' JIT and the long-lived connections' buffers settle before the throughput that counts.
+   * first GiB through freshly started processes runs 10-15% slower than the next (README, Benchmark).
    */
   warmupBytes: number;
   uploadBytes: number;
