@@ -19,18 +19,30 @@ export interface AuditSink {
 // Every tunnel stream is an authentication decision. A write of its own for each (synchronous,
 // when standard error is a pipe, and waking whatever reads it) would sit in the middle of the
 // stream's opening, on the gateway's thread and on the machine's cores; queued for a moment, a
-// burst of opens becomes one write. What a crash can lose is that moment's lines, as with the
-// file's own buffering; an orderly exit flushes.
+// burst of opens becomes one write. That write is synchronous (to the file as to a pipe): it comes
+// from the timer, off any opening's path, and what flush() writes is out before process.exit()
+// returns. What a crash can lose is the moment's queued lines.
 export function auditSink(path: string | undefined, stderr: NodeJS.WritableStream, flushIntervalMs = AUDIT_FLUSH_INTERVAL_MS): AuditSink {
-  let out: (text: string) => void = (text) => void stderr.write(text);
+  const toStderr = (text: string): void => void stderr.write(text);
+  let out = toStderr;
   if (path !== undefined) {
-    const file = fs.createWriteStream(path, { flags: 'a', mode: 0o600 });
-    let failed = false;
-    file.on('error', (err) => {
-      if (!failed) stderr.write(`slipway-gateway: audit log ${path} failed (${err.message}); writing audit lines to standard error\n`);
-      failed = true;
-    });
-    out = (text) => void (failed ? stderr.write(text) : file.write(text));
+    const fail = (err: Error): void => {
+      stderr.write(`slipway-gateway: audit log ${path} failed (${err.message}); writing audit lines to standard error\n`);
+      out = toStderr;
+    };
+    try {
+      const fd = fs.openSync(path, 'a', 0o600);
+      out = (text) => {
+        try {
+          fs.writeSync(fd, text);
+        } catch (err) {
+          fail(err as Error);
+          toStderr(text);
+        }
+      };
+    } catch (err) {
+      fail(err as Error);
+    }
   }
   let queued: string[] = [];
   let queuedChars = 0;

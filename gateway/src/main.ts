@@ -90,11 +90,13 @@ async function main(): Promise<void> {
   log.info('gateway listening', { host: address.address, port: address.port, gatewayId: config.gatewayId });
   await fleet.start(gateway.metrics);
   let stopping = false;
+  // The audit lines still queued are written before the process goes, however it goes.
+  const exit = (code: number): never => {
+    audit.flush();
+    process.exit(code);
+  };
   const shutdown = (signal: string): void => {
-    if (stopping) {
-      audit.flush();
-      process.exit(1);
-    }
+    if (stopping) exit(1);
     stopping = true;
     log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
     // The fleet first: its leadership is resigned at once, not held through the grace period.
@@ -104,14 +106,8 @@ async function main(): Promise<void> {
       .then(() => gateway.close(config.shutdownGraceMs))
       .then(() => Promise.all([table.close(), identity.store.close()]))
       .then(
-        () => {
-          audit.flush();
-          process.exit(0);
-        },
-        () => {
-          audit.flush();
-          process.exit(1);
-        },
+        () => exit(0),
+        () => exit(1),
       );
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
