@@ -1,7 +1,8 @@
-// The measurements, in order: warm-up (a first transfer each way, reported apart), uploads, downloads, open latency at concurrency 1, then at
-// the configured concurrency; each across every target before the next, all through the same
-// bench client process against the same upstream. Around each measurement the CPU time of every
-// process is read, so the results say where the cycles went.
+// The measurements, in order: warm-up (a first transfer each way, reported apart), uploads,
+// downloads, open latency at concurrency 1, then at the configured concurrency; each across every
+// target before the next, all through the same bench client process against the same upstream.
+// Around each measurement the CPU time of every process is read, so the results say where the
+// cycles went.
 import type { BenchClient } from './benchClient.js';
 import type { BenchConfig } from './benchConfig.js';
 import { BenchError } from './benchError.js';
